@@ -1,0 +1,330 @@
+//! File I/O behind one small interface, with three backends.
+//!
+//! - `Uring`: io_uring through `tokio-uring` (reads, writes, fdatasync, fallocate, statx,
+//!   rename, unlink). The default, and the one the broker is built for.
+//! - `Portable`: positional `std::fs` calls made on the shard thread. For machines where
+//!   io_uring is unavailable (an old kernel, `kernel.io_uring_disabled`, a seccomp profile);
+//!   correct, but every call blocks the shard while it runs.
+//! - `Sim`: an in-memory disk with seeded faults and crashes ([`sim::SimDisk`]), so tests
+//!   can check recovery against a model of what must survive.
+//!
+//! Storage code sees only [`Disk`] and [`File`]; nothing above this module knows which
+//! backend runs. `tokio-uring` is unmaintained since 2024, which is one more reason to keep
+//! it behind this module.
+//!
+//! A few metadata calls (`set_len`, `list_dir`, `sync_dir`) are plain system calls on every
+//! backend: tokio-uring has no ftruncate, getdents or directory fsync, and they run only at
+//! start-up, at a segment roll or at retention.
+
+pub mod aligned;
+mod portable;
+pub mod sim;
+
+use std::future::Future;
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+pub use aligned::{AlignedBuf, BLOCK_BYTES};
+use tokio_uring::buf::IoBuf;
+
+/// Which I/O implementation a shard uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Uring,
+    Portable,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Backend, String> {
+        match name {
+            "io-uring" | "uring" => Ok(Backend::Uring),
+            "portable" => Ok(Backend::Portable),
+            other => Err(format!(
+                "unknown I/O backend '{other}': expected 'io-uring' or 'portable'"
+            )),
+        }
+    }
+}
+
+/// Errors starting an I/O runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    #[error(
+        "io_uring is unavailable here (io_uring_setup failed: {source}); check \
+         kernel.io_uring_disabled and the container's seccomp profile, or run with \
+         --io-backend portable"
+    )]
+    UringUnavailable {
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start the async runtime: {source}")]
+    Runtime {
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Runs `future` to completion on the current thread, on a runtime fit for `backend`.
+/// Tasks spawned with `tokio::task::spawn_local` run on the same thread.
+pub fn block_on<F: Future>(backend: Backend, future: F) -> Result<F::Output, IoError> {
+    match backend {
+        Backend::Uring => {
+            let runtime = tokio_uring::Runtime::new(&tokio_uring::builder())
+                .map_err(|source| IoError::UringUnavailable { source })?;
+            Ok(runtime.block_on(future))
+        }
+        Backend::Portable => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .map_err(|source| IoError::Runtime { source })?;
+            let local = tokio::task::LocalSet::new();
+            Ok(local.block_on(&runtime, future))
+        }
+    }
+}
+
+/// How to open a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    pub write: bool,
+    pub create: bool,
+    /// O_DIRECT: writes bypass the page cache; buffers, positions and lengths must be
+    /// multiples of [`BLOCK_BYTES`].
+    pub direct: bool,
+}
+
+impl OpenOptions {
+    pub const READ: OpenOptions = OpenOptions {
+        write: false,
+        create: false,
+        direct: false,
+    };
+    pub const READ_WRITE: OpenOptions = OpenOptions {
+        write: true,
+        create: false,
+        direct: false,
+    };
+    pub const CREATE: OpenOptions = OpenOptions {
+        write: true,
+        create: true,
+        direct: false,
+    };
+}
+
+/// A filesystem, as the storage engine sees it. Cheap to clone.
+#[derive(Clone)]
+pub enum Disk {
+    Uring,
+    Portable,
+    Sim(sim::SimDisk),
+}
+
+impl Disk {
+    pub fn new(backend: Backend) -> Disk {
+        match backend {
+            Backend::Uring => Disk::Uring,
+            Backend::Portable => Disk::Portable,
+        }
+    }
+
+    pub async fn open(&self, path: &Path, options: OpenOptions) -> io::Result<File> {
+        let file = match self {
+            Disk::Uring => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut open = tokio_uring::fs::OpenOptions::new();
+                open.read(true).write(options.write).create(options.create);
+                if options.direct {
+                    open.custom_flags(libc::O_DIRECT);
+                }
+                Backing::Uring(open.open(path).await?)
+            }
+            Disk::Portable => Backing::Portable(portable::open(path, options)?),
+            Disk::Sim(sim) => Backing::Sim(sim.open(path, options)?),
+        };
+        Ok(File {
+            backing: Rc::new(file),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        match self {
+            Disk::Uring | Disk::Portable => std::fs::create_dir_all(path),
+            Disk::Sim(sim) => sim.create_dir_all(path),
+        }
+    }
+
+    pub async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        match self {
+            Disk::Uring => tokio_uring::fs::remove_file(path).await,
+            Disk::Portable => std::fs::remove_file(path),
+            Disk::Sim(sim) => sim.remove_file(path),
+        }
+    }
+
+    pub async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        match self {
+            Disk::Uring => tokio_uring::fs::rename(from, to).await,
+            Disk::Portable => std::fs::rename(from, to),
+            Disk::Sim(sim) => sim.rename(from, to),
+        }
+    }
+
+    /// Makes the directory's entries (created, renamed, removed files) durable.
+    pub async fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        match self {
+            Disk::Uring | Disk::Portable => std::fs::File::open(path)?.sync_all(),
+            Disk::Sim(_) => Ok(()),
+        }
+    }
+
+    /// Names of the entries in a directory (files and directories).
+    pub fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        match self {
+            Disk::Uring | Disk::Portable => {
+                let mut names = Vec::new();
+                for entry in std::fs::read_dir(path)? {
+                    names.push(entry?.file_name().to_string_lossy().into_owned());
+                }
+                Ok(names)
+            }
+            Disk::Sim(sim) => sim.list_dir(path),
+        }
+    }
+
+    pub fn exists(&self, path: &Path) -> bool {
+        match self {
+            Disk::Uring | Disk::Portable => path.exists(),
+            Disk::Sim(sim) => sim.exists(path),
+        }
+    }
+}
+
+enum Backing {
+    Uring(tokio_uring::fs::File),
+    Portable(std::fs::File),
+    Sim(sim::SimFile),
+}
+
+/// An open file. Cheap to clone (shared handle): a reader may hold it while the owner
+/// deletes the segment, and the descriptor closes when the last clone goes.
+#[derive(Clone)]
+pub struct File {
+    backing: Rc<Backing>,
+    path: PathBuf,
+}
+
+impl File {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads up to `len` bytes at `pos`; fewer only at end of file.
+    pub async fn read_at(&self, len: usize, pos: u64) -> io::Result<Vec<u8>> {
+        match &*self.backing {
+            Backing::Uring(file) => {
+                let mut out = Vec::with_capacity(len);
+                while out.len() < len {
+                    let chunk = Vec::with_capacity(len - out.len());
+                    let (result, chunk) = file.read_at(chunk, pos + out.len() as u64).await;
+                    if result? == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&chunk);
+                }
+                Ok(out)
+            }
+            Backing::Portable(file) => portable::read_at(file, len, pos),
+            Backing::Sim(file) => file.read_at(len, pos),
+        }
+    }
+
+    /// Writes `buf[..len]` at `pos`, all of it or an error. The buffer comes back either way.
+    pub async fn write_all_at<B: IoBuf>(
+        &self,
+        buf: B,
+        len: usize,
+        pos: u64,
+    ) -> (io::Result<()>, B) {
+        assert!(len <= buf.bytes_init());
+        if len == 0 {
+            return (Ok(()), buf);
+        }
+        match &*self.backing {
+            Backing::Uring(file) => {
+                use tokio_uring::buf::BoundedBuf;
+                let (result, slice) = file.write_all_at(buf.slice(..len), pos).await;
+                (result, slice.into_inner())
+            }
+            Backing::Portable(file) => {
+                let result = portable::write_all_at(file, bytes_of(&buf, len), pos);
+                (result, buf)
+            }
+            Backing::Sim(file) => {
+                let result = file.write_all_at(bytes_of(&buf, len), pos);
+                (result, buf)
+            }
+        }
+    }
+
+    /// fdatasync.
+    pub async fn sync_data(&self) -> io::Result<()> {
+        match &*self.backing {
+            Backing::Uring(file) => file.sync_data().await,
+            Backing::Portable(file) => file.sync_data(),
+            Backing::Sim(file) => file.sync_data(),
+        }
+    }
+
+    /// Allocates blocks for `pos..pos+len` (fallocate mode 0: the size grows to cover it).
+    pub async fn allocate(&self, pos: u64, len: u64) -> io::Result<()> {
+        match &*self.backing {
+            Backing::Uring(file) => file.fallocate(pos, len, 0).await,
+            Backing::Portable(file) => portable::fallocate(file, pos, len),
+            Backing::Sim(file) => file.allocate(pos, len),
+        }
+    }
+
+    /// The file's size in bytes.
+    pub async fn len(&self) -> io::Result<u64> {
+        match &*self.backing {
+            Backing::Uring(file) => Ok(file.statx().await?.stx_size),
+            Backing::Portable(file) => Ok(file.metadata()?.len()),
+            Backing::Sim(file) => Ok(file.len()),
+        }
+    }
+
+    /// Last modification time, ms since the epoch.
+    pub async fn modified_ms(&self) -> io::Result<i64> {
+        match &*self.backing {
+            Backing::Uring(file) => {
+                let stat = file.statx().await?;
+                Ok(stat.stx_mtime.tv_sec * 1000 + i64::from(stat.stx_mtime.tv_nsec) / 1_000_000)
+            }
+            Backing::Portable(file) => portable::modified_ms(file),
+            Backing::Sim(file) => Ok(file.modified_ms()),
+        }
+    }
+
+    /// Truncates or extends the file to `len` bytes (ftruncate).
+    pub fn set_len(&self, len: u64) -> io::Result<()> {
+        match &*self.backing {
+            Backing::Uring(file) => portable::ftruncate(file.as_raw_fd(), len),
+            Backing::Portable(file) => file.set_len(len),
+            Backing::Sim(file) => file.set_len(len),
+        }
+    }
+}
+
+fn bytes_of<B: IoBuf>(buf: &B, len: usize) -> &[u8] {
+    assert!(len <= buf.bytes_init());
+    // SAFETY: `IoBuf` guarantees `stable_ptr` points at `bytes_init` initialized bytes
+    // owned by `buf`, which outlives the returned slice.
+    unsafe { std::slice::from_raw_parts(buf.stable_ptr(), len) }
+}
