@@ -1,0 +1,755 @@
+//! `PartitionLog`: one partition's log of segments, owned and driven by one shard thread.
+//!
+//! Appends copy validated batches into the active segment's write buffer and return at
+//! once with their offsets; a flusher task (see `flusher`) writes whatever is pending as one
+//! write, then one fdatasync, and answers every append the write covered (group commit).
+//! One write is in flight per partition; what arrives meanwhile rides the next one.
+//!
+//! Durability frontiers, as offsets (each the first offset *not* covered):
+//! `log_end_offset` (appended) >= `written_offset` (write completed) >= `durable_offset`
+//! (fdatasync completed). Readers see up to the high watermark: the durable offset under
+//! `FlushPolicy::EveryWrite`, the written offset under `FlushPolicy::OnDemand`.
+//!
+//! A failed write or sync takes the log offline: every waiting and later append fails with
+//! `StorageError::Offline`, and nothing more is written until the log is reopened (and
+//! recovered) — after a failed fdatasync the page cache can no longer be trusted.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use protocol::record_batch::{self, BatchHeader};
+use protocol::records::Records;
+use tokio::sync::{oneshot, Notify};
+
+use super::clock::Clock;
+use super::config::{FlushPolicy, LogConfig, READ_BYTES_MAX};
+use super::error::StorageError;
+use super::flusher;
+use super::recovery::LogLoader;
+use super::retention::{segments_to_delete, SegmentFacts};
+use super::segment::{self, Frontier, Segment, SegmentFiles, SegmentPaths};
+use super::tail_cache::TailCache;
+use crate::io::Disk;
+
+/// What an append waits for before it counts as done (the producer's `acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// acks=0: nothing.
+    None,
+    /// acks=1: the write reached the OS.
+    Written,
+    /// acks=all: the write and its fdatasync completed.
+    Durable,
+}
+
+/// An accepted append: its offsets, and a wait for the durability it asked for.
+#[derive(Debug)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    done: Option<oneshot::Receiver<Result<(), StorageError>>>,
+}
+
+impl Appended {
+    /// Resolves when the batch is as durable as its `Ack` asked.
+    pub async fn wait(self) -> Result<(), StorageError> {
+        match self.done {
+            None => Ok(()),
+            Some(receiver) => receiver.await.unwrap_or(Err(StorageError::Closed)),
+        }
+    }
+}
+
+/// Batches returned by a read.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    /// Whole batches, in offset order, split into chunks (each chunk whole batches).
+    pub chunks: Vec<Bytes>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+impl ReadResult {
+    pub fn len_bytes(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    /// Headers of the batches returned.
+    pub fn batch_headers(&self) -> Vec<BatchHeader> {
+        let mut headers = Vec::new();
+        for chunk in &self.chunks {
+            let mut at = 0;
+            while let Ok(header) = BatchHeader::parse(&chunk[at..]) {
+                at += header.total_bytes();
+                headers.push(header);
+            }
+        }
+        headers
+    }
+
+    pub fn batch_count(&self) -> usize {
+        self.batch_headers().len()
+    }
+}
+
+/// The first record at or after a timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// All three frontiers at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frontiers {
+    pub log_end_offset: i64,
+    pub written_offset: i64,
+    pub durable_offset: i64,
+}
+
+pub(super) struct Waiter {
+    pub last_offset: i64,
+    pub reply: oneshot::Sender<Result<(), StorageError>>,
+}
+
+/// A segment made ahead of its roll (files under `prepared.*`, first space reserved).
+pub(super) struct PreparedSegment {
+    pub paths: SegmentPaths,
+    pub files: SegmentFiles,
+    pub allocated_bytes: u64,
+}
+
+pub(super) struct State {
+    pub segments: BTreeMap<i64, Segment>,
+    /// Bases of segments not yet sealed, oldest first; the last is the active segment.
+    pub open_bases: Vec<i64>,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub written_offset: i64,
+    pub durable_offset: i64,
+    pub written_waiters: VecDeque<Waiter>,
+    pub durable_waiters: VecDeque<Waiter>,
+    pub tail_cache: TailCache,
+    pub failure: Option<Arc<StorageError>>,
+    pub closed: bool,
+    pub rolling: bool,
+    pub preparing: bool,
+    pub prepared: Option<PreparedSegment>,
+    /// Log files of deleted segments, kept for reuse (at most `recycle_segments_max`).
+    pub recycled: Vec<PathBuf>,
+}
+
+pub(super) enum Blocked {
+    /// The active segment must roll first.
+    Roll,
+    /// The write buffer is full: wait for the write in flight.
+    Full,
+    Failed(StorageError),
+}
+
+impl State {
+    pub fn active(&mut self) -> &mut Segment {
+        let base = *self
+            .open_bases
+            .last()
+            .expect("a log always has an active segment");
+        self.segments.get_mut(&base).expect("open segment exists")
+    }
+
+    pub fn check_usable(&self) -> Result<(), StorageError> {
+        if let Some(failure) = &self.failure {
+            return Err(StorageError::Offline(failure.clone()));
+        }
+        if self.closed {
+            return Err(StorageError::Closed);
+        }
+        Ok(())
+    }
+
+    pub fn high_watermark(&self, policy: FlushPolicy) -> i64 {
+        match policy {
+            FlushPolicy::EveryWrite => self.durable_offset,
+            FlushPolicy::OnDemand => self.written_offset,
+        }
+    }
+
+    fn try_append(
+        &mut self,
+        batch: &mut BytesMut,
+        mut header: BatchHeader,
+        ack: Ack,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Appended, Blocked> {
+        self.check_usable().map_err(Blocked::Failed)?;
+        let base_offset = self.log_end_offset;
+        let active = self.active();
+        let len = batch.len() as u64;
+        let relative_end = base_offset - active.base_offset + i64::from(header.last_offset_delta);
+        let needs_roll = !active.is_empty()
+            && (active.size_bytes() + len > config.segment_bytes
+                || now_ms - active.created_ms >= config.segment_ms
+                || relative_end > i64::from(u32::MAX));
+        if needs_roll {
+            return Err(Blocked::Roll);
+        }
+        record_batch::patch_base_offset(batch, base_offset);
+        header.base_offset = base_offset;
+        if !active.try_append(batch, &header) {
+            return Err(Blocked::Full);
+        }
+        let last_offset = header.last_offset();
+        self.log_end_offset = last_offset + 1;
+        let bytes = std::mem::take(batch).freeze();
+        self.tail_cache.push(base_offset, last_offset, bytes);
+        let done = match ack {
+            Ack::None => None,
+            Ack::Written => Some(register(&mut self.written_waiters, last_offset)),
+            Ack::Durable => Some(register(&mut self.durable_waiters, last_offset)),
+        };
+        Ok(Appended {
+            base_offset,
+            last_offset,
+            done,
+        })
+    }
+
+    /// Takes the log offline: every waiting append fails.
+    pub fn fail(&mut self, error: StorageError) {
+        tracing::error!(%error, "partition log failed; it is offline until reopened");
+        let failure = Arc::new(error);
+        self.failure = Some(failure.clone());
+        for waiter in self
+            .written_waiters
+            .drain(..)
+            .chain(self.durable_waiters.drain(..))
+        {
+            let _ = waiter
+                .reply
+                .send(Err(StorageError::Offline(failure.clone())));
+        }
+    }
+
+    /// Answers the waiters whose batches the frontiers now cover.
+    pub fn resolve_waiters(&mut self) {
+        resolve(&mut self.written_waiters, self.written_offset);
+        resolve(&mut self.durable_waiters, self.durable_offset);
+    }
+
+    /// The segment holding `offset`, or the first one after it for an offset at a segment's
+    /// end.
+    pub fn segment_holding(&self, offset: i64) -> Option<&Segment> {
+        self.segments
+            .range(..=offset)
+            .next_back()
+            .map(|(_, segment)| segment)
+            .filter(|segment| offset < segment.appended.end_offset)
+            .or_else(|| {
+                self.segments
+                    .range(offset + 1..)
+                    .next()
+                    .map(|(_, segment)| segment)
+            })
+    }
+
+    /// Bytes of `segment` readers may see.
+    fn readable_bytes(&self, segment: &Segment, policy: FlushPolicy) -> u64 {
+        if segment.is_sealed() {
+            return segment.appended.bytes;
+        }
+        match policy {
+            FlushPolicy::EveryWrite => segment.durable.bytes,
+            FlushPolicy::OnDemand => segment.written.bytes,
+        }
+    }
+}
+
+fn register(
+    waiters: &mut VecDeque<Waiter>,
+    last_offset: i64,
+) -> oneshot::Receiver<Result<(), StorageError>> {
+    let (reply, receiver) = oneshot::channel();
+    waiters.push_back(Waiter { last_offset, reply });
+    receiver
+}
+
+fn resolve(waiters: &mut VecDeque<Waiter>, frontier: i64) {
+    while waiters
+        .front()
+        .is_some_and(|waiter| waiter.last_offset < frontier)
+    {
+        let waiter = waiters.pop_front().expect("checked");
+        let _ = waiter.reply.send(Ok(()));
+    }
+}
+
+pub(super) struct Inner {
+    pub disk: Disk,
+    pub dir: PathBuf,
+    pub config: RefCell<LogConfig>,
+    pub clock: Clock,
+    pub state: RefCell<State>,
+    /// Wakes the flusher: something was appended or a sync is wanted.
+    pub flush_wake: Rc<Notify>,
+    /// Wakes appenders and others waiting for the flusher, a roll or a preallocation.
+    pub progress: Rc<Notify>,
+    pub shutdown: Cell<bool>,
+}
+
+/// One partition's log. Not `Send`: it lives on its owner shard's thread.
+pub struct PartitionLog {
+    inner: Rc<Inner>,
+    flusher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PartitionLog {
+    /// Opens (creating if needed) the log in `dir`, recovering it after a crash. Must run
+    /// inside a runtime from [`crate::io::block_on`] (it spawns the flusher task).
+    pub async fn open(
+        disk: Disk,
+        dir: PathBuf,
+        config: LogConfig,
+        clock: Clock,
+    ) -> Result<PartitionLog, StorageError> {
+        config.validate()?;
+        let now_ms = clock.now_ms();
+        let loaded = LogLoader {
+            disk: &disk,
+            dir: &dir,
+            config: &config,
+            now_ms,
+        }
+        .load()
+        .await?;
+        let segments = loaded.segments;
+        let recycled = loaded.recycled;
+        let log_start_offset = *segments.keys().next().expect("loader returns a segment");
+        let active = segments
+            .values()
+            .next_back()
+            .expect("loader returns a segment");
+        let log_end_offset = active.appended.end_offset;
+        let open_bases = vec![active.base_offset];
+        let state = State {
+            segments,
+            open_bases,
+            log_start_offset,
+            log_end_offset,
+            written_offset: log_end_offset,
+            durable_offset: log_end_offset,
+            written_waiters: VecDeque::new(),
+            durable_waiters: VecDeque::new(),
+            tail_cache: TailCache::new(config.tail_cache_bytes),
+            failure: None,
+            closed: false,
+            rolling: false,
+            preparing: false,
+            prepared: None,
+            recycled,
+        };
+        let inner = Rc::new(Inner {
+            disk,
+            dir,
+            config: RefCell::new(config),
+            clock,
+            state: RefCell::new(state),
+            flush_wake: Rc::new(Notify::new()),
+            progress: Rc::new(Notify::new()),
+            shutdown: Cell::new(false),
+        });
+        let flusher = tokio::task::spawn_local(flusher::run(Rc::downgrade(&inner)));
+        Ok(PartitionLog {
+            inner,
+            flusher: Some(flusher),
+        })
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.inner.dir
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.inner.config.borrow().clone()
+    }
+
+    /// Applies new settings; they take effect for the next append, roll and retention run.
+    pub fn set_config(&self, config: LogConfig) -> Result<(), StorageError> {
+        config.validate()?;
+        *self.inner.config.borrow_mut() = config;
+        Ok(())
+    }
+
+    /// Validates `batch` (one RecordBatch v2), assigns its offsets by patching its header,
+    /// and queues it for the next write. Waits only when the write buffer is full or a
+    /// segment roll is under way. A refused batch changes nothing.
+    pub async fn append(&self, mut batch: BytesMut, ack: Ack) -> Result<Appended, StorageError> {
+        let config = self.config();
+        let header = record_batch::validate_batch(&batch, config.max_message_bytes)?;
+        loop {
+            let mut progressed = pin!(self.inner.progress.notified());
+            progressed.as_mut().enable();
+            let now_ms = self.inner.clock.now_ms();
+            let outcome = self
+                .inner
+                .state
+                .borrow_mut()
+                .try_append(&mut batch, header, ack, &config, now_ms);
+            match outcome {
+                Ok(appended) => {
+                    self.inner.flush_wake.notify_one();
+                    self.maybe_prepare_next_segment(&config);
+                    return Ok(appended);
+                }
+                Err(Blocked::Failed(error)) => return Err(error),
+                Err(Blocked::Full) => progressed.await,
+                Err(Blocked::Roll) => {
+                    if self.inner.state.borrow().rolling {
+                        progressed.await;
+                    } else {
+                        self.roll(&config).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a new active segment at the log end offset.
+    async fn roll(&self, config: &LogConfig) -> Result<(), StorageError> {
+        let (base_offset, prepared) = {
+            let mut state = self.inner.state.borrow_mut();
+            state.rolling = true;
+            (state.log_end_offset, state.prepared.take())
+        };
+        let now_ms = self.inner.clock.now_ms();
+        let paths = SegmentPaths::for_base(&self.inner.dir, base_offset);
+        let segment = match prepared {
+            Some(prepared) => {
+                let mut segment =
+                    Segment::empty(base_offset, paths, prepared.files, now_ms, config);
+                segment.prepared_paths = Some(prepared.paths);
+                segment.allocated_bytes = prepared.allocated_bytes;
+                Ok(segment)
+            }
+            None => self.create_segment(paths, now_ms, config).await,
+        };
+        let mut state = self.inner.state.borrow_mut();
+        state.rolling = false;
+        self.inner.progress.notify_waiters();
+        let segment = segment?;
+        tracing::debug!(dir = %self.inner.dir.display(), base_offset, "rolled to a new segment");
+        state.segments.insert(base_offset, segment);
+        state.open_bases.push(base_offset);
+        self.inner.flush_wake.notify_one();
+        Ok(())
+    }
+
+    async fn create_segment(
+        &self,
+        paths: SegmentPaths,
+        now_ms: i64,
+        config: &LogConfig,
+    ) -> Result<Segment, StorageError> {
+        let files = SegmentFiles::open(&self.inner.disk, &paths, config, true).await?;
+        self.inner
+            .disk
+            .sync_dir(&self.inner.dir)
+            .await
+            .map_err(|source| StorageError::io("cannot sync directory", &self.inner.dir, source))?;
+        let base_offset = parse_base(&paths);
+        Ok(Segment::empty(base_offset, paths, files, now_ms, config))
+    }
+
+    /// Once the active segment is half full, creates and preallocates the next one in the
+    /// background, so the roll itself only renames files.
+    fn maybe_prepare_next_segment(&self, config: &LogConfig) {
+        let mut state = self.inner.state.borrow_mut();
+        let pending_rename = state
+            .open_bases
+            .iter()
+            .any(|base| state.segments[base].prepared_paths.is_some());
+        let half_full = state.active().size_bytes() >= config.segment_bytes / 2;
+        if state.preparing || state.prepared.is_some() || pending_rename || !half_full {
+            return;
+        }
+        state.preparing = true;
+        let inner = Rc::downgrade(&self.inner);
+        tokio::task::spawn_local(flusher::prepare_segment(inner));
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes` (the first batch is
+    /// whole whatever its size), all below the high watermark. Empty at the high
+    /// watermark; `OffsetOutOfRange` below the log start or past the log end.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, StorageError> {
+        let max_bytes = max_bytes.min(READ_BYTES_MAX);
+        let policy = self.inner.config.borrow().flush_policy;
+        let (plan, mut result) = {
+            let state = self.inner.state.borrow();
+            if let Some(failure) = &state.failure {
+                return Err(StorageError::Offline(failure.clone()));
+            }
+            let high_watermark = state.high_watermark(policy);
+            let result = ReadResult {
+                chunks: Vec::new(),
+                high_watermark,
+                log_start_offset: state.log_start_offset,
+            };
+            if offset < state.log_start_offset || offset > state.log_end_offset {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: state.log_start_offset,
+                    log_end_offset: state.log_end_offset,
+                });
+            }
+            if offset >= high_watermark {
+                return Ok(result);
+            }
+            if let Some(chunks) = state.tail_cache.read(offset, max_bytes, high_watermark) {
+                return Ok(ReadResult { chunks, ..result });
+            }
+            let segment = state
+                .segment_holding(offset)
+                .expect("an offset below the high watermark lies in a segment");
+            let start = segment.scan_start(offset);
+            let plan = (
+                segment.files.reader.clone(),
+                start,
+                segment.base_offset,
+                state.readable_bytes(segment, policy),
+            );
+            (plan, result)
+        };
+        let (reader, start, base_offset, limit) = plan;
+        if let Some(bytes) =
+            segment::read_batches(&reader, start, base_offset, offset, max_bytes, limit).await?
+        {
+            result.chunks.push(bytes);
+        }
+        Ok(result)
+    }
+
+    /// The first record whose timestamp is at or after `timestamp`, among readable data.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<TimestampOffset>, StorageError> {
+        let policy = self.inner.config.borrow().flush_policy;
+        let candidates: Vec<_> = {
+            let state = self.inner.state.borrow();
+            state.check_usable()?;
+            state
+                .segments
+                .values()
+                .filter(|segment| segment.max_timestamp() >= timestamp)
+                .map(|segment| {
+                    let indexes = &segment.indexes;
+                    let k = indexes.time_index.first_at_or_after(timestamp);
+                    let start = k
+                        .checked_sub(1)
+                        .map(|at| indexes.offset_index.entries()[at])
+                        .unwrap_or(super::offset_index::IndexEntry {
+                            relative_offset: 0,
+                            position: 0,
+                        });
+                    let limit = state.readable_bytes(segment, policy);
+                    (
+                        segment.files.reader.clone(),
+                        segment.base_offset,
+                        start,
+                        limit,
+                    )
+                })
+                .collect()
+        };
+        for (reader, base_offset, start, limit) in candidates {
+            let mut found = None;
+            let expected = base_offset + i64::from(start.relative_offset);
+            segment::scan_log(
+                &reader,
+                u64::from(start.position),
+                limit,
+                expected,
+                false,
+                |position, header| {
+                    if header.max_timestamp >= timestamp {
+                        found = Some((position, *header));
+                        std::ops::ControlFlow::Break(())
+                    } else {
+                        std::ops::ControlFlow::Continue(())
+                    }
+                },
+            )
+            .await?;
+            if let Some((position, header)) = found {
+                let bytes = reader
+                    .read_at(header.total_bytes(), position)
+                    .await
+                    .map_err(|source| StorageError::io("cannot read", reader.path(), source))?;
+                return Ok(Some(first_record_at_or_after(&bytes, &header, timestamp)));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.state.borrow().log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.inner.state.borrow().log_end_offset
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        let policy = self.inner.config.borrow().flush_policy;
+        self.inner.state.borrow().high_watermark(policy)
+    }
+
+    pub fn frontiers(&self) -> Frontiers {
+        let state = self.inner.state.borrow();
+        Frontiers {
+            log_end_offset: state.log_end_offset,
+            written_offset: state.written_offset,
+            durable_offset: state.durable_offset,
+        }
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.state.borrow().segments.len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<i64> {
+        self.inner.state.borrow().segments.keys().copied().collect()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.inner
+            .state
+            .borrow()
+            .segments
+            .values()
+            .map(Segment::size_bytes)
+            .sum()
+    }
+
+    /// Waits until everything appended so far is durable (written and fdatasync'ed).
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        let receiver = {
+            let mut state = self.inner.state.borrow_mut();
+            state.check_usable()?;
+            if state.durable_offset >= state.log_end_offset {
+                return Ok(());
+            }
+            let last_offset = state.log_end_offset - 1;
+            register(&mut state.durable_waiters, last_offset)
+        };
+        self.inner.flush_wake.notify_one();
+        receiver.await.unwrap_or(Err(StorageError::Closed))
+    }
+
+    /// Removes every batch at or after the batch holding `offset`; returns the new log end
+    /// offset. Appends must not run concurrently.
+    pub async fn truncate_to(&self, offset: i64) -> Result<i64, StorageError> {
+        self.flush().await?;
+        flusher::truncate(&self.inner, offset).await
+    }
+
+    /// Deletes closed segments past `retention.ms` / `retention.bytes`; returns how many.
+    pub async fn apply_retention(&self) -> Result<usize, StorageError> {
+        let config = self.config();
+        let now_ms = self.inner.clock.now_ms();
+        let sealed: Vec<(i64, SegmentFacts, crate::io::File)> = {
+            let state = self.inner.state.borrow();
+            state.check_usable()?;
+            state
+                .segments
+                .values()
+                .map(|segment| {
+                    let facts = SegmentFacts {
+                        size_bytes: segment.size_bytes(),
+                        max_timestamp: segment.max_timestamp(),
+                        modified_ms: 0,
+                    };
+                    (segment.base_offset, facts, segment.files.reader.clone())
+                })
+                .collect()
+        };
+        let mut facts = Vec::with_capacity(sealed.len());
+        for (_, segment_facts, reader) in &sealed {
+            let mut segment_facts = *segment_facts;
+            if segment_facts.max_timestamp < 0 || segment_facts.max_timestamp > now_ms {
+                segment_facts.modified_ms = reader
+                    .modified_ms()
+                    .await
+                    .map_err(|source| StorageError::io("cannot stat", reader.path(), source))?;
+            }
+            facts.push(segment_facts);
+        }
+        let count = segments_to_delete(&facts, config.retention_ms, config.retention_bytes, now_ms);
+        flusher::delete_oldest_segments(&self.inner, count).await
+    }
+
+    /// Flushes everything, writes the indexes, and stops the flusher.
+    pub async fn close(mut self) -> Result<(), StorageError> {
+        let flushed = self.flush().await;
+        let closed = flusher::close(&self.inner).await;
+        self.inner.shutdown.set(true);
+        self.inner.flush_wake.notify_one();
+        if let Some(handle) = self.flusher.take() {
+            let _ = handle.await;
+        }
+        flushed.and(closed)
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        self.inner.shutdown.set(true);
+        self.inner.flush_wake.notify_one();
+    }
+}
+
+fn parse_base(paths: &SegmentPaths) -> i64 {
+    paths
+        .log
+        .file_name()
+        .and_then(|name| segment::parse_log_file_name(&name.to_string_lossy()))
+        .expect("segment paths are named by base offset")
+}
+
+/// The first record of an uncompressed batch at or after `timestamp`; for a compressed
+/// batch (or one stamped with LogAppendTime), the batch itself.
+fn first_record_at_or_after(batch: &[u8], header: &BatchHeader, timestamp: i64) -> TimestampOffset {
+    let whole_batch = TimestampOffset {
+        offset: header.base_offset,
+        timestamp: header.max_timestamp,
+    };
+    if header.is_log_append_time() {
+        return whole_batch;
+    }
+    let Ok(records) = Records::new(batch) else {
+        return whole_batch;
+    };
+    for record in records {
+        match record {
+            Ok(record) if record.timestamp >= timestamp => {
+                return TimestampOffset {
+                    offset: record.offset,
+                    timestamp: record.timestamp,
+                };
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    whole_batch
+}
+
+/// Frontier helper for the flusher.
+pub(super) fn frontier(bytes: u64, end_offset: i64) -> Frontier {
+    Frontier { bytes, end_offset }
+}
