@@ -5,6 +5,13 @@
 //! or more criterion runs, takes each benchmark's median time per iteration, then the
 //! median across runs (the machines are shared and noisy), and renders JSON and a markdown
 //! summary with the engine/raw ratios.
+//!
+//! ```
+//! use ringlog_benches::{batch_kib, median};
+//!
+//! assert_eq!(median(&[310.0, 290.0, 400.0]), 310.0);
+//! assert_eq!(batch_kib("append_fsync/engine/64KiB"), Some(64));
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -392,7 +392,10 @@ fn preallocate_ahead(inner: &Rc<Inner>, config: &LogConfig) {
     });
 }
 
+/// Gives back the memory of a partition that went quiet: large write buffers and the tail
+/// cache (a thousand idle partitions must not hold a megabyte each).
 fn shrink_idle_buffers(state: &mut State) {
+    state.tail_cache.clear();
     let open_bases = state.open_bases.clone();
     for base in open_bases {
         if let Some(write) = state
