@@ -26,5 +26,9 @@
 //! .unwrap();
 //! ```
 
+pub mod api;
+pub mod catalog;
 pub mod io;
+pub mod server;
 pub mod storage;
+pub mod topic_config;

@@ -1,25 +1,78 @@
 //! Kafka error codes, as clients see them on the wire.
 //!
-//! Only the codes ringlog can return are listed; the numbers are Kafka's
-//! (`org.apache.kafka.common.protocol.Errors`).
+//! Only the codes ringlog can return are listed; the numbers and the one-line meanings
+//! are Kafka's (`org.apache.kafka.common.protocol.Errors`).
 
-/// A Kafka protocol error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(i16)]
-pub enum ErrorCode {
-    None = 0,
-    OffsetOutOfRange = 1,
-    CorruptMessage = 2,
-    UnknownTopicOrPartition = 3,
-    MessageTooLarge = 10,
-    InvalidRecord = 87,
-    KafkaStorageError = 56,
-    UnknownServerError = -1,
+macro_rules! error_codes {
+    ($($name:ident = $code:literal, $text:literal;)*) => {
+        /// A Kafka protocol error code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(i16)]
+        pub enum ErrorCode {
+            $($name = $code,)*
+        }
+
+        impl ErrorCode {
+            /// The code for a number, if ringlog knows it.
+            pub fn from_code(code: i16) -> Option<ErrorCode> {
+                match code {
+                    $($code => Some(ErrorCode::$name),)*
+                    _ => None,
+                }
+            }
+
+            /// What the error means, in one line.
+            pub fn message(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => $text,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    UnknownServerError = -1, "the server experienced an unexpected error";
+    None = 0, "no error";
+    OffsetOutOfRange = 1, "the requested offset is outside the range of offsets the partition holds";
+    CorruptMessage = 2, "the message failed its CRC check, has an invalid size, or is otherwise corrupt";
+    UnknownTopicOrPartition = 3, "this server does not host this topic-partition";
+    InvalidFetchSize = 4, "the requested fetch size is invalid";
+    NotLeaderOrFollower = 6, "this server is not the leader for that topic-partition";
+    RequestTimedOut = 7, "the request timed out";
+    MessageTooLarge = 10, "the request included a message larger than the max message size the server will accept";
+    InvalidTopicException = 17, "the request attempted an operation on an invalid topic";
+    RecordListTooLarge = 18, "the request included a message batch larger than the configured segment size";
+    InvalidRequiredAcks = 21, "produce request specified an invalid value for required acks";
+    InvalidTimestamp = 32, "the timestamp of the message is out of acceptable range";
+    UnsupportedVersion = 35, "the version of API is not supported";
+    TopicAlreadyExists = 36, "topic with this name already exists";
+    InvalidPartitions = 37, "number of partitions is below 1 or above the limit";
+    InvalidReplicationFactor = 38, "replication factor is below 1 or larger than the number of available brokers";
+    InvalidConfig = 40, "configuration is invalid";
+    InvalidRequest = 42, "this most likely occurs because of a request being malformed by the client library";
+    PolicyViolation = 44, "request parameters do not satisfy the configured policy";
+    OutOfOrderSequenceNumber = 45, "the broker received an out of order sequence number";
+    DuplicateSequenceNumber = 46, "the broker received a duplicate sequence number";
+    InvalidProducerEpoch = 47, "producer attempted to produce with an old epoch";
+    KafkaStorageError = 56, "disk error when trying to access log file on the disk";
+    UnknownProducerId = 59, "the broker could not locate the producer metadata for the producer id";
+    UnsupportedCompressionType = 76, "the requesting client does not support the compression type of given partition";
+    InvalidRecord = 87, "this record has failed the validation on broker and hence will be rejected";
+    UnknownTopicId = 100, "this server does not host this topic id";
 }
 
 impl ErrorCode {
     /// The numeric code sent on the wire.
     pub fn code(self) -> i16 {
         self as i16
+    }
+}
+
+/// A line for a code that may not be in the table.
+pub fn describe(code: i16) -> String {
+    match ErrorCode::from_code(code) {
+        Some(known) => format!("{known:?} ({code}): {}", known.message()),
+        None => format!("Kafka error code {code}"),
     }
 }

@@ -8,6 +8,11 @@
 //!   benchmarks, the load generator).
 //! - [`records::Records`]: iterates the records of an uncompressed batch.
 //! - [`ErrorCode`]: the Kafka error codes clients see.
+//! - [`frame`]: length-prefixed frames, sizes checked before buffering.
+//! - [`versions`]: the table of supported APIs; the `ApiVersions` answer comes from it.
+//! - [`request`] / [`response`]: decoding request frames (schemas from the `kafka-protocol`
+//!   crate) and encoding response frames.
+//! - [`client`]: a small async client for the CLI and tests (the only I/O in this crate).
 //!
 //! ```
 //! use protocol::record_batch::{validate_batch, RecordBatchBuilder, MAX_BATCH_BYTES};
@@ -19,9 +24,18 @@
 //! assert_eq!(header.record_count, 1);
 //! ```
 
+pub mod client;
+pub mod codec;
 pub mod error_code;
+pub mod frame;
+pub mod partitioner;
 pub mod record_batch;
 pub mod records;
+pub mod request;
+pub mod response;
 mod varint;
+pub mod versions;
+
+pub use kafka_protocol;
 
 pub use error_code::ErrorCode;

@@ -17,6 +17,7 @@
 //! start-up, at a segment roll or at retention.
 
 pub mod aligned;
+pub mod net;
 mod portable;
 pub mod sim;
 
@@ -67,6 +68,16 @@ pub enum IoError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Checks that `backend` can run here; for io_uring, that the kernel lets us set up a ring.
+pub fn probe(backend: Backend) -> Result<(), IoError> {
+    match backend {
+        Backend::Uring => tokio_uring::Runtime::new(&tokio_uring::builder())
+            .map(drop)
+            .map_err(|source| IoError::UringUnavailable { source }),
+        Backend::Portable => Ok(()),
+    }
 }
 
 /// Runs `future` to completion on the current thread, on a runtime fit for `backend`.

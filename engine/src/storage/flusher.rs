@@ -67,6 +67,9 @@ pub(super) async fn run(weak: Weak<Inner>) {
                 let result = execute(&inner, job, &config).await;
                 complete(&mut inner.state.borrow_mut(), result, end_offset, &synced);
                 inner.progress.notify_waiters();
+                if let Some(data) = inner.data_notify.borrow().as_ref() {
+                    data.notify_waiters();
+                }
                 if let Err(error) = maintain(&inner, &config).await {
                     inner.state.borrow_mut().fail(error);
                     inner.progress.notify_waiters();

@@ -299,6 +299,8 @@ pub(super) struct Inner {
     /// Wakes appenders and others waiting for the flusher, a roll or a preallocation.
     pub progress: Rc<Notify>,
     pub shutdown: Cell<bool>,
+    /// Told whenever the high watermark may have moved (long-polling fetches wait on it).
+    pub data_notify: RefCell<Option<Rc<Notify>>>,
 }
 
 /// One partition's log. Not `Send`: it lives on its owner shard's thread.
@@ -361,12 +363,18 @@ impl PartitionLog {
             flush_wake: Rc::new(Notify::new()),
             progress: Rc::new(Notify::new()),
             shutdown: Cell::new(false),
+            data_notify: RefCell::new(None),
         });
         let flusher = tokio::task::spawn_local(flusher::run(Rc::downgrade(&inner)));
         Ok(PartitionLog {
             inner,
             flusher: Some(flusher),
         })
+    }
+
+    /// `notify` is woken (all waiters) whenever the high watermark may have moved.
+    pub fn set_data_notify(&self, notify: Rc<Notify>) {
+        *self.inner.data_notify.borrow_mut() = Some(notify);
     }
 
     pub fn dir(&self) -> &std::path::Path {
@@ -615,6 +623,17 @@ impl PartitionLog {
             written_offset: state.written_offset,
             durable_offset: state.durable_offset,
         }
+    }
+
+    /// Largest record timestamp in the log (-1 when empty).
+    pub fn max_timestamp(&self) -> i64 {
+        let state = self.inner.state.borrow();
+        state
+            .segments
+            .values()
+            .map(Segment::max_timestamp)
+            .max()
+            .unwrap_or(-1)
     }
 
     pub fn segment_count(&self) -> usize {

@@ -1,0 +1,253 @@
+//! Fetch with long polling: read every requested partition on its owner shard (one call per
+//! owner); if fewer than `min_bytes` came back, ask the owners again to wait for new data
+//! until `max_wait_ms`, and answer as soon as one of them has some.
+//!
+//! A fetch offset inside a batch returns that whole batch; a partition's data is at most
+//! `partition_max_bytes` and the response at most `max_bytes`, except that the first batch
+//! of the first partition with data always comes back whole (as in Kafka, so a consumer
+//! never stalls on a batch larger than its limits). Fetch sessions are not kept: the
+//! response's session id is 0, which tells clients to send full fetch requests.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use protocol::ErrorCode;
+
+use super::by_owner;
+use crate::catalog::TopicMeta;
+use crate::server::shard::Shard;
+
+/// Longest a fetch may wait for data.
+const MAX_WAIT_MS_MAX: i32 = 60_000;
+
+/// One partition's answer.
+#[derive(Debug, Clone)]
+struct Fetched {
+    error: ErrorCode,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Bytes,
+}
+
+impl Fetched {
+    fn error(error: ErrorCode) -> Fetched {
+        Fetched {
+            error,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: Bytes::new(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Wanted {
+    slot: (usize, usize),
+    topic: TopicMeta,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchResponse {
+    let started = Instant::now();
+    let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let response_max_bytes = if request.max_bytes > 0 {
+        request.max_bytes as usize
+    } else {
+        usize::MAX
+    };
+    let catalog = shard.context.catalog.snapshot();
+    let mut answers: Vec<Vec<Fetched>> = Vec::with_capacity(request.topics.len());
+    let mut wanted = Vec::new();
+    for (t, topic) in request.topics.iter().enumerate() {
+        let meta = if version >= 13 {
+            catalog.topic_by_id(topic.topic_id)
+        } else {
+            catalog.topics.get(topic.topic.0.as_str())
+        };
+        answers.push(Vec::with_capacity(topic.partitions.len()));
+        for (p, partition) in topic.partitions.iter().enumerate() {
+            let owner = meta.and_then(|meta| meta.owner(partition.partition));
+            match (meta, owner) {
+                (Some(meta), Some(owner)) => {
+                    let item = Wanted {
+                        slot: (t, p),
+                        topic: meta.clone(),
+                        partition: partition.partition,
+                        offset: partition.fetch_offset,
+                        max_bytes: partition.partition_max_bytes.max(0) as usize,
+                    };
+                    wanted.push((owner, item));
+                    answers[t].push(Fetched::error(ErrorCode::None));
+                }
+                _ => answers[t].push(Fetched::error(ErrorCode::UnknownTopicOrPartition)),
+            }
+        }
+    }
+    let groups = by_owner(wanted);
+    // First pass: whatever is there now.
+    let mut total = 0;
+    for (owner, items) in &groups {
+        if let Some(done) = read_on(shard, *owner, items.clone(), None).await {
+            total += place(&mut answers, done);
+        }
+    }
+    // Long poll: ask every owner to wait for new data; the first one with data answers.
+    let remaining = max_wait.saturating_sub(started.elapsed());
+    if total < min_bytes && !remaining.is_zero() && !groups.is_empty() {
+        let deadline = started + max_wait;
+        let mut waiting: FuturesUnordered<_> = groups
+            .iter()
+            .map(|(owner, items)| read_on(shard, *owner, items.clone(), Some(deadline)))
+            .collect();
+        while let Some(done) = waiting.next().await {
+            if let Some(done) = done {
+                total += place(&mut answers, done);
+            }
+            if total >= min_bytes.max(1) {
+                break;
+            }
+        }
+    }
+    let responses = request
+        .topics
+        .iter()
+        .zip(answers)
+        .map(|(topic, fetched)| {
+            let partitions: Vec<PartitionData> = topic
+                .partitions
+                .iter()
+                .zip(fetched)
+                .map(|(partition, fetched)| partition_data(partition.partition, fetched))
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_topic_id(topic.topic_id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    let mut response = FetchResponse::default().with_responses(responses);
+    limit_response_bytes(&mut response, response_max_bytes);
+    response
+}
+
+/// Stores answers in their slots; returns the bytes of records they carry.
+fn place(answers: &mut [Vec<Fetched>], done: Vec<((usize, usize), Fetched)>) -> usize {
+    let mut bytes = 0;
+    for ((t, p), fetched) in done {
+        bytes += fetched.records.len();
+        answers[t][p] = fetched;
+    }
+    bytes
+}
+
+fn partition_data(index: i32, fetched: Fetched) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(fetched.error.code())
+        .with_high_watermark(fetched.high_watermark)
+        .with_last_stable_offset(fetched.high_watermark)
+        .with_log_start_offset(fetched.log_start_offset)
+        .with_records(Some(fetched.records))
+}
+
+/// Drops records past the response limit, keeping the first partition with data whole.
+fn limit_response_bytes(response: &mut FetchResponse, max_bytes: usize) {
+    let mut total = 0usize;
+    for topic in &mut response.responses {
+        for partition in &mut topic.partitions {
+            let len = partition.records.as_ref().map_or(0, Bytes::len);
+            if len == 0 {
+                continue;
+            }
+            if total > 0 && total + len > max_bytes {
+                partition.records = Some(Bytes::new());
+            } else {
+                total += len;
+            }
+        }
+    }
+}
+
+/// Reads `items` on their owner shard; with a deadline, waits there for new data first when
+/// none of them has any. `None` if the owner is gone.
+async fn read_on(
+    shard: &Rc<Shard>,
+    owner: usize,
+    items: Vec<Wanted>,
+    deadline: Option<Instant>,
+) -> Option<Vec<((usize, usize), Fetched)>> {
+    shard
+        .call(owner, move |owner_shard| async move {
+            loop {
+                let arrived = owner_shard.data_arrived.clone();
+                let mut notified = std::pin::pin!(arrived.notified());
+                notified.as_mut().enable();
+                let done = read_local(&owner_shard, &items).await;
+                let has_data = done.iter().any(|(_, fetched)| {
+                    !fetched.records.is_empty() || fetched.error != ErrorCode::None
+                });
+                match deadline {
+                    Some(deadline) if !has_data => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+                            return done;
+                        }
+                    }
+                    _ => return done,
+                }
+            }
+        })
+        .await
+        .ok()
+}
+
+async fn read_local(shard: &Rc<Shard>, items: &[Wanted]) -> Vec<((usize, usize), Fetched)> {
+    let mut done = Vec::with_capacity(items.len());
+    for item in items {
+        done.push((item.slot, read_partition(shard, item).await));
+    }
+    done
+}
+
+async fn read_partition(shard: &Rc<Shard>, item: &Wanted) -> Fetched {
+    let local = match shard.partition(&item.topic, item.partition).await {
+        Ok(local) => local,
+        Err(error) => return Fetched::error(error.error_code()),
+    };
+    let log = &local.log;
+    match log.read(item.offset, item.max_bytes).await {
+        Ok(read) => Fetched {
+            error: ErrorCode::None,
+            high_watermark: read.high_watermark,
+            log_start_offset: read.log_start_offset,
+            records: concat(read.chunks),
+        },
+        Err(error) => Fetched {
+            error: error.error_code(),
+            high_watermark: log.high_watermark(),
+            log_start_offset: log.log_start_offset(),
+            records: Bytes::new(),
+        },
+    }
+}
+
+fn concat(chunks: Vec<Bytes>) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.into_iter().next().expect("one chunk"),
+        _ => {
+            let mut out = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for chunk in chunks {
+                out.extend_from_slice(&chunk);
+            }
+            out.freeze()
+        }
+    }
+}

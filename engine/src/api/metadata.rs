@@ -1,0 +1,116 @@
+//! Metadata: brokers (this one), cluster id, and topics with their partitions; creates
+//! requested topics that do not exist when auto-creation is on (Kafka's
+//! `auto.create.topics.enable`, default on, `num.partitions` partitions).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use protocol::ErrorCode;
+
+use super::topics::create_topic;
+use crate::catalog::TopicMeta;
+use crate::server::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let context = &shard.context;
+    let node_id = context.config.node_id;
+    let catalog = context.catalog.snapshot();
+    // v0: an empty list means every topic; v1+: null means every topic.
+    let requested = match request.topics {
+        None => None,
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        Some(topics) => Some(topics),
+    };
+    let auto_create =
+        context.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let mut topics = Vec::new();
+    match requested {
+        None => topics.extend(
+            catalog
+                .topics
+                .values()
+                .map(|meta| topic_entry(meta, node_id)),
+        ),
+        Some(wanted) => {
+            for topic in wanted {
+                let entry = match &topic.name {
+                    Some(name) => {
+                        let name = name.0.to_string();
+                        match catalog.topics.get(&name) {
+                            Some(meta) => topic_entry(meta, node_id),
+                            None if auto_create => {
+                                match create_topic(shard, &name, -1, BTreeMap::new(), false).await {
+                                    Ok(meta) => topic_entry(&meta, node_id),
+                                    Err(error) => {
+                                        tracing::info!(topic = name, message = %error.message, "auto-creation refused");
+                                        let code = if error.code == ErrorCode::TopicAlreadyExists {
+                                            // Created meanwhile by another connection.
+                                            match context.catalog.snapshot().topics.get(&name) {
+                                                Some(meta) => {
+                                                    topics.push(topic_entry(meta, node_id));
+                                                    continue;
+                                                }
+                                                None => ErrorCode::UnknownTopicOrPartition,
+                                            }
+                                        } else {
+                                            error.code
+                                        };
+                                        missing(Some(name), topic.topic_id, code)
+                                    }
+                                }
+                            }
+                            None => missing(
+                                Some(name),
+                                topic.topic_id,
+                                ErrorCode::UnknownTopicOrPartition,
+                            ),
+                        }
+                    }
+                    None => match catalog.topic_by_id(topic.topic_id) {
+                        Some(meta) => topic_entry(meta, node_id),
+                        None => missing(None, topic.topic_id, ErrorCode::UnknownTopicId),
+                    },
+                };
+                topics.push(entry);
+            }
+        }
+    }
+    let (host, port) = &context.advertised;
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(node_id))
+            .with_host(StrBytes::from_string(host.clone()))
+            .with_port(*port)])
+        .with_cluster_id(Some(StrBytes::from_string(catalog.cluster_id.clone())))
+        .with_controller_id(BrokerId(node_id))
+        .with_topics(topics)
+}
+
+fn topic_entry(meta: &TopicMeta, node_id: i32) -> MetadataResponseTopic {
+    let partitions = (0..meta.partition_count() as i32)
+        .map(|index| {
+            MetadataResponsePartition::default()
+                .with_partition_index(index)
+                .with_leader_id(BrokerId(node_id))
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![BrokerId(node_id)])
+                .with_isr_nodes(vec![BrokerId(node_id)])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(meta.name.clone()))))
+        .with_topic_id(meta.id)
+        .with_partitions(partitions)
+}
+
+fn missing(name: Option<String>, id: uuid::Uuid, code: ErrorCode) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code.code())
+        .with_name(name.map(|name| TopicName(StrBytes::from_string(name))))
+        .with_topic_id(id)
+}

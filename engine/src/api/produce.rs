@@ -1,0 +1,301 @@
+//! Produce: validate every batch of a partition before appending any, append on the owner
+//! shard (one call per owner shard), and answer once the batches are as durable as `acks`
+//! asks: 0 no answer at all, 1 written, -1 (all) written and fdatasync'ed.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use protocol::codec;
+use protocol::record_batch::{validate_batch, BatchHeader, Compression};
+use protocol::records::Records;
+use protocol::ErrorCode;
+
+use super::{by_owner, ApiError};
+use crate::catalog::TopicMeta;
+use crate::server::shard::{LocalPartition, Shard};
+use crate::storage::Ack;
+use crate::topic_config::{TimestampType, TopicCompression};
+
+/// Longest a producer may ask the broker to wait for acks.
+const ACK_TIMEOUT_MS_MAX: i32 = 300_000;
+
+/// The outcome for one partition.
+#[derive(Debug, Clone)]
+struct Produced {
+    base_offset: i64,
+    log_append_time_ms: i64,
+    log_start_offset: i64,
+    error: Option<ApiError>,
+}
+
+impl Produced {
+    fn failed(error: ApiError) -> Produced {
+        Produced {
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+            error: Some(error),
+        }
+    }
+}
+
+struct Work {
+    slot: (usize, usize),
+    topic: TopicMeta,
+    partition: i32,
+    records: Option<Bytes>,
+}
+
+pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest) -> Option<ProduceResponse> {
+    let ack = match request.acks {
+        0 => Some(Ack::None),
+        1 => Some(Ack::Written),
+        -1 => Some(Ack::Durable),
+        _ => None,
+    };
+    let timeout = Duration::from_millis(request.timeout_ms.clamp(0, ACK_TIMEOUT_MS_MAX) as u64);
+    let catalog = shard.context.catalog.snapshot();
+    let mut results: Vec<Vec<Produced>> = Vec::with_capacity(request.topic_data.len());
+    let mut work = Vec::new();
+    for (t, topic) in request.topic_data.iter().enumerate() {
+        let name = topic.name.0.to_string();
+        let meta = catalog.topics.get(&name);
+        results.push(Vec::with_capacity(topic.partition_data.len()));
+        for (p, partition) in topic.partition_data.iter().enumerate() {
+            let refused = match (ack, meta.and_then(|meta| meta.owner(partition.index))) {
+                (None, _) => Some(ApiError::new(
+                    ErrorCode::InvalidRequiredAcks,
+                    format!("acks={} is not 0, 1 or -1", request.acks),
+                )),
+                (_, None) => Some(ApiError::new(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("{name}-{} does not exist", partition.index),
+                )),
+                (Some(_), Some(owner)) => {
+                    let topic = meta.expect("owner found").clone();
+                    work.push((
+                        owner,
+                        Work {
+                            slot: (t, p),
+                            topic,
+                            partition: partition.index,
+                            records: partition.records.clone(),
+                        },
+                    ));
+                    None
+                }
+            };
+            results[t].push(refused.map_or_else(
+                || Produced::failed(ApiError::new(ErrorCode::None, "")),
+                Produced::failed,
+            ));
+        }
+    }
+    if let Some(ack) = ack {
+        let calls = by_owner(work).into_iter().map(|(owner, items)| {
+            shard.call(owner, move |owner_shard| async move {
+                let mut done = Vec::with_capacity(items.len());
+                for item in items {
+                    let produced = produce_partition(&owner_shard, &item, ack, timeout).await;
+                    done.push((item.slot, produced));
+                }
+                done
+            })
+        });
+        for answer in futures_util::future::join_all(calls).await {
+            match answer {
+                Ok(done) => {
+                    for ((t, p), produced) in done {
+                        results[t][p] = produced;
+                    }
+                }
+                Err(gone) => tracing::warn!(%gone, "produce to a stopped shard"),
+            }
+        }
+    }
+    if request.acks == 0 {
+        return None;
+    }
+    let responses = request
+        .topic_data
+        .iter()
+        .zip(results)
+        .map(|(topic, produced)| {
+            let partitions = topic
+                .partition_data
+                .iter()
+                .zip(produced)
+                .map(|(partition, produced)| partition_response(partition.index, produced))
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+fn partition_response(index: i32, produced: Produced) -> PartitionProduceResponse {
+    let response = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_base_offset(produced.base_offset)
+        .with_log_append_time_ms(produced.log_append_time_ms)
+        .with_log_start_offset(produced.log_start_offset);
+    match produced.error {
+        Some(error) if error.code != ErrorCode::None => response
+            .with_error_code(error.code.code())
+            .with_error_message(Some(StrBytes::from_string(error.message))),
+        _ => response,
+    }
+}
+
+/// Validates, transforms and appends one partition's batches on its owner shard.
+async fn produce_partition(
+    shard: &Rc<Shard>,
+    work: &Work,
+    ack: Ack,
+    timeout: Duration,
+) -> Produced {
+    let local = match shard.partition(&work.topic, work.partition).await {
+        Ok(local) => local,
+        Err(error) => {
+            return Produced::failed(ApiError::new(error.error_code(), error.to_string()))
+        }
+    };
+    let records = work.records.clone().unwrap_or_default();
+    let batches = match prepare_batches(&local, &records) {
+        Ok(batches) => batches,
+        Err(error) => return Produced::failed(error),
+    };
+    let log_append_time_ms = match local.settings.timestamp_type {
+        TimestampType::LogAppendTime => batches.first().map_or(-1, |(_, stamped)| *stamped),
+        TimestampType::CreateTime => -1,
+    };
+    let mut waits = Vec::with_capacity(batches.len());
+    for (batch, _) in batches {
+        match local.log.append(batch, ack).await {
+            Ok(appended) => waits.push(appended),
+            Err(error) => {
+                return Produced::failed(ApiError::new(error.error_code(), error.to_string()))
+            }
+        }
+    }
+    let base_offset = waits.first().map_or(-1, |appended| appended.base_offset);
+    let all_done = async {
+        for appended in waits {
+            appended.wait().await?;
+        }
+        Ok::<_, crate::storage::StorageError>(())
+    };
+    let error = match tokio::time::timeout(timeout, all_done).await {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(ApiError::new(error.error_code(), error.to_string())),
+        Err(_) => Some(ApiError::new(
+            ErrorCode::RequestTimedOut,
+            format!("not durable within {timeout:?}"),
+        )),
+    };
+    Produced {
+        base_offset,
+        log_append_time_ms,
+        log_start_offset: local.log.log_start_offset(),
+        error,
+    }
+}
+
+/// Splits a partition's records into batches and checks all of them before any is
+/// appended; applies the topic's compression and timestamp settings. Returns each batch
+/// with the append time stamped on it (or -1).
+fn prepare_batches(
+    local: &LocalPartition,
+    records: &Bytes,
+) -> Result<Vec<(BytesMut, i64)>, ApiError> {
+    let max_bytes = local.settings.log.max_message_bytes;
+    let corrupt = |message: String| ApiError::new(ErrorCode::CorruptMessage, message);
+    if records.is_empty() {
+        return Err(corrupt("the produce request has no record batch".into()));
+    }
+    let mut batches = Vec::new();
+    let mut at = 0;
+    while at < records.len() {
+        let rest = &records[at..];
+        let header = BatchHeader::parse(rest)
+            .map_err(|error| ApiError::new(error.error_code(), error.to_string()))?;
+        let end = header.total_bytes();
+        if end > rest.len() {
+            return Err(corrupt(format!(
+                "batch declares {end} bytes but {} remain in the request",
+                rest.len()
+            )));
+        }
+        let batch = &rest[..end];
+        let header = validate_batch(batch, max_bytes)
+            .map_err(|error| ApiError::new(error.error_code(), error.to_string()))?;
+        let compression = header
+            .compression()
+            .map_err(|error| ApiError::new(error.error_code(), error.to_string()))?;
+        if compression == Compression::None {
+            check_records(batch)?;
+        }
+        batches.push(transform(local, batch, &header, compression)?);
+        at += end;
+    }
+    Ok(batches)
+}
+
+fn check_records(batch: &[u8]) -> Result<(), ApiError> {
+    let records = Records::new(batch)
+        .map_err(|error| ApiError::new(ErrorCode::InvalidRecord, error.to_string()))?;
+    let base_offset = records.header().base_offset;
+    for (index, record) in records.enumerate() {
+        let record =
+            record.map_err(|error| ApiError::new(ErrorCode::InvalidRecord, error.to_string()))?;
+        let delta = record.offset.wrapping_sub(base_offset);
+        if delta != index as i64 {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRecord,
+                format!("record {index} has offset delta {delta}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn transform(
+    local: &LocalPartition,
+    batch: &[u8],
+    header: &BatchHeader,
+    compression: Compression,
+) -> Result<(BytesMut, i64), ApiError> {
+    let mut out = match (local.settings.compression, compression) {
+        (TopicCompression::Zstd, Compression::None) => {
+            let compressed = codec::compress_zstd(batch, header).map_err(|error| {
+                ApiError::new(
+                    ErrorCode::UnknownServerError,
+                    format!("zstd compression failed: {error}"),
+                )
+            })?;
+            if compressed.len() > local.settings.log.max_message_bytes {
+                return Err(ApiError::new(
+                    ErrorCode::MessageTooLarge,
+                    "the compressed batch exceeds max.message.bytes",
+                ));
+            }
+            BytesMut::from(&compressed[..])
+        }
+        _ => BytesMut::from(batch),
+    };
+    let stamped = match local.settings.timestamp_type {
+        TimestampType::LogAppendTime => {
+            let now_ms = crate::storage::Clock::system().now_ms();
+            codec::stamp_log_append_time(&mut out, now_ms);
+            now_ms
+        }
+        TimestampType::CreateTime => -1,
+    };
+    Ok((out, stamped))
+}

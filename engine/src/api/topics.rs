@@ -1,0 +1,269 @@
+//! CreateTopics and DeleteTopics, and the topic creation Metadata uses for auto-creation.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use protocol::ErrorCode;
+
+use super::{by_owner, stable_hash, ApiError};
+use crate::catalog::{validate_topic_name, CatalogError, TopicMeta, PARTITIONS_PER_TOPIC_MAX};
+use crate::server::shard::Shard;
+use crate::topic_config::topic_settings;
+
+/// Creates a topic: validates it, places its partitions on shards, persists it in the
+/// catalog, and opens its partitions on their owners.
+pub async fn create_topic(
+    shard: &Rc<Shard>,
+    name: &str,
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<TopicMeta, ApiError> {
+    validate_topic_name(name)
+        .map_err(|message| ApiError::new(ErrorCode::InvalidTopicException, message))?;
+    let config = &shard.context.config;
+    let partitions = if partitions == -1 {
+        config.num_partitions
+    } else {
+        partitions
+    };
+    if partitions < 1 || partitions as usize > PARTITIONS_PER_TOPIC_MAX {
+        return Err(ApiError::new(
+            ErrorCode::InvalidPartitions,
+            format!(
+                "{partitions} partitions requested; a topic has 1 to {PARTITIONS_PER_TOPIC_MAX}"
+            ),
+        ));
+    }
+    topic_settings(&config.log_defaults, &configs)
+        .map_err(|message| ApiError::new(ErrorCode::InvalidConfig, message))?;
+    let shards = shard.shard_count();
+    let first = (stable_hash(name.as_bytes()) % shards as u64) as usize;
+    let meta = TopicMeta {
+        name: name.to_string(),
+        id: uuid::Uuid::new_v4(),
+        partition_shards: (0..partitions as usize)
+            .map(|p| (first + p) % shards)
+            .collect(),
+        configs,
+    };
+    let exists = || {
+        ApiError::new(
+            ErrorCode::TopicAlreadyExists,
+            format!("topic '{name}' already exists"),
+        )
+    };
+    if validate_only {
+        return match shard.context.catalog.snapshot().topics.contains_key(name) {
+            true => Err(exists()),
+            false => Ok(meta),
+        };
+    }
+    shard
+        .context
+        .catalog
+        .update(|catalog| {
+            if catalog.topics.contains_key(name) {
+                return Err(Created::Exists);
+            }
+            catalog.topics.insert(name.to_string(), meta.clone());
+            Ok(())
+        })
+        .map_err(|created| match created {
+            Created::Exists => exists(),
+            Created::Catalog(error) => {
+                ApiError::new(ErrorCode::KafkaStorageError, error.to_string())
+            }
+        })?;
+    tracing::info!(topic = name, partitions, "created topic");
+    open_partitions(shard, &meta).await?;
+    Ok(meta)
+}
+
+enum Created {
+    Exists,
+    Catalog(CatalogError),
+}
+
+impl From<CatalogError> for Created {
+    fn from(error: CatalogError) -> Created {
+        Created::Catalog(error)
+    }
+}
+
+async fn open_partitions(shard: &Rc<Shard>, meta: &TopicMeta) -> Result<(), ApiError> {
+    let owners = by_owner(
+        meta.partition_shards
+            .iter()
+            .enumerate()
+            .map(|(p, owner)| (*owner, p as i32)),
+    );
+    for (owner, partitions) in owners {
+        let meta = meta.clone();
+        let opened = shard
+            .call(owner, move |owner_shard| async move {
+                for partition in partitions {
+                    owner_shard
+                        .partition(&meta, partition)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                }
+                Ok::<_, String>(())
+            })
+            .await
+            .map_err(|gone| gone.to_string())
+            .and_then(|opened| opened);
+        opened.map_err(|message| ApiError::new(ErrorCode::KafkaStorageError, message))?;
+    }
+    Ok(())
+}
+
+pub async fn create(shard: &Rc<Shard>, request: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let configs: BTreeMap<String, String> = topic
+            .configs
+            .iter()
+            .filter_map(|config| {
+                Some((config.name.to_string(), config.value.as_ref()?.to_string()))
+            })
+            .collect();
+        let replication_ok = topic.replication_factor == -1 || topic.replication_factor == 1;
+        let outcome = if !replication_ok {
+            Err(ApiError::new(
+                ErrorCode::InvalidReplicationFactor,
+                format!(
+                    "replication factor {} requested; this broker keeps one replica",
+                    topic.replication_factor
+                ),
+            ))
+        } else if !topic.assignments.is_empty() {
+            Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "manual replica assignment is not supported",
+            ))
+        } else {
+            create_topic(
+                shard,
+                &name,
+                topic.num_partitions,
+                configs,
+                request.validate_only,
+            )
+            .await
+        };
+        let result = CreatableTopicResult::default().with_name(topic.name.clone());
+        results.push(match outcome {
+            Ok(meta) => result
+                .with_topic_id(meta.id)
+                .with_num_partitions(meta.partition_count() as i32)
+                .with_replication_factor(1),
+            Err(error) => result
+                .with_error_code(error.code.code())
+                .with_error_message(Some(StrBytes::from_string(error.message)))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1),
+        });
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+/// Deletes a topic from the catalog, then its partitions from their owners.
+pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta, ApiError> {
+    let removed = shard
+        .context
+        .catalog
+        .update(|catalog| Ok::<_, CatalogError>(catalog.topics.remove(name)))
+        .map_err(|error| ApiError::new(ErrorCode::KafkaStorageError, error.to_string()))?;
+    let meta = removed.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic '{name}' does not exist"),
+        )
+    })?;
+    let mut owners: Vec<usize> = meta.partition_shards.clone();
+    owners.sort_unstable();
+    owners.dedup();
+    for owner in owners {
+        let topic = name.to_string();
+        let dropped = shard
+            .call(owner, move |owner_shard| async move {
+                owner_shard
+                    .drop_topic(&topic)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        if let Err(message) = dropped
+            .map_err(|gone| gone.to_string())
+            .and_then(|dropped| dropped)
+        {
+            tracing::warn!(topic = name, %message, "deleting partition data failed");
+        }
+    }
+    tracing::info!(topic = name, "deleted topic");
+    Ok(meta)
+}
+
+pub async fn delete(
+    shard: &Rc<Shard>,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
+    // v6 names topics in `topics` (by name or id); earlier versions in `topic_names`.
+    let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
+        request
+            .topics
+            .iter()
+            .map(|topic| {
+                (
+                    topic.name.as_ref().map(|name| name.0.to_string()),
+                    topic.topic_id,
+                )
+            })
+            .collect()
+    } else {
+        request
+            .topic_names
+            .iter()
+            .map(|name| (Some(name.0.to_string()), uuid::Uuid::nil()))
+            .collect()
+    };
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let name = name.or_else(|| {
+            shard
+                .context
+                .catalog
+                .snapshot()
+                .topic_by_id(id)
+                .map(|topic| topic.name.clone())
+        });
+        let result = DeletableTopicResult::default().with_topic_id(id);
+        let Some(name) = name else {
+            responses.push(
+                result
+                    .with_error_code(ErrorCode::UnknownTopicId.code())
+                    .with_error_message(Some(StrBytes::from_string(format!(
+                        "no topic has id {id}"
+                    )))),
+            );
+            continue;
+        };
+        let result = result.with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
+        responses.push(match delete_topic(shard, &name).await {
+            Ok(meta) => result.with_topic_id(meta.id),
+            Err(error) => result
+                .with_error_code(error.code.code())
+                .with_error_message(Some(StrBytes::from_string(error.message))),
+        });
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,234 @@
+//! The topic catalog: every topic's name, id, partitions (with their owner shard) and
+//! configs, plus the cluster id.
+//!
+//! Byte format: `<data-dir>/catalog.json`, one JSON document. Crash policy: every change is
+//! written to `catalog.json.tmp`, fsynced, renamed over `catalog.json`, and the directory is
+//! fsynced, so after a crash the file holds either the old or the new catalog, whole.
+//!
+//! Readers take an immutable snapshot (`Arc<Catalog>`); changes are serialized by a mutex
+//! and publish a new snapshot. Topic changes are rare admin operations, so the blocking
+//! file writes run on the calling shard.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+/// Kafka's limit on topic name length.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Most partitions one topic may have.
+pub const PARTITIONS_PER_TOPIC_MAX: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    /// UUID, as Metadata v10+ reports it.
+    pub id: uuid::Uuid,
+    /// Owner shard of each partition, by partition index.
+    pub partition_shards: Vec<usize>,
+    /// Topic-level config overrides (`retention.ms`, ...), validated at creation.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicMeta {
+    pub fn partition_count(&self) -> usize {
+        self.partition_shards.len()
+    }
+
+    /// Owner shard of a partition, if the partition exists.
+    pub fn owner(&self, partition: i32) -> Option<usize> {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|index| self.partition_shards.get(index).copied())
+    }
+}
+
+/// One immutable view of the catalog.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub cluster_id: String,
+    pub topics: BTreeMap<String, TopicMeta>,
+}
+
+impl Catalog {
+    pub fn topic_by_id(&self, id: uuid::Uuid) -> Option<&TopicMeta> {
+        self.topics.values().find(|topic| topic.id == id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid catalog: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// The catalog as stored in a data directory.
+pub struct CatalogStore {
+    path: PathBuf,
+    current: RwLock<Arc<Catalog>>,
+    writer: Mutex<()>,
+}
+
+impl CatalogStore {
+    /// Loads `<data_dir>/catalog.json`, or starts an empty catalog with a new cluster id.
+    pub fn open(data_dir: &Path) -> Result<CatalogStore, CatalogError> {
+        let path = data_dir.join("catalog.json");
+        let io = |action, source| CatalogError::Io {
+            action,
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| io("create the directory of", source))?;
+        let catalog = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|error| CatalogError::Corrupt {
+                path: path.clone(),
+                reason: error.to_string(),
+            })?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Catalog {
+                cluster_id: uuid::Uuid::new_v4().simple().to_string(),
+                topics: BTreeMap::new(),
+            },
+            Err(source) => return Err(io("read", source)),
+        };
+        let store = CatalogStore {
+            path,
+            current: RwLock::new(Arc::new(catalog)),
+            writer: Mutex::new(()),
+        };
+        store.persist(&store.snapshot())?;
+        Ok(store)
+    }
+
+    pub fn snapshot(&self) -> Arc<Catalog> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Applies `change` to a copy of the catalog; when it succeeds, persists and publishes
+    /// the copy. Changes are serialized.
+    pub fn update<T, E: From<CatalogError>>(
+        &self,
+        change: impl FnOnce(&mut Catalog) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = (*self.snapshot()).clone();
+        let outcome = change(&mut next)?;
+        self.persist(&next)?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
+        Ok(outcome)
+    }
+
+    fn persist(&self, catalog: &Catalog) -> Result<(), CatalogError> {
+        use std::io::Write;
+        let tmp = self.path.with_extension("json.tmp");
+        let io = |action, path: &Path, source| CatalogError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        };
+        let bytes = serde_json::to_vec_pretty(catalog).expect("catalog serializes");
+        let mut file = std::fs::File::create(&tmp).map_err(|source| io("create", &tmp, source))?;
+        file.write_all(&bytes)
+            .map_err(|source| io("write", &tmp, source))?;
+        file.sync_all()
+            .map_err(|source| io("fsync", &tmp, source))?;
+        std::fs::rename(&tmp, &self.path).map_err(|source| io("rename", &tmp, source))?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|source| io("fsync", dir, source))
+    }
+}
+
+/// Checks a topic name as Kafka does: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name '{name}' is not allowed"));
+    }
+    if name.len() > TOPIC_NAME_BYTES_MAX {
+        return Err(format!(
+            "topic name is {} characters, the limit is {TOPIC_NAME_BYTES_MAX}",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!("topic name '{name}' contains '{bad}'; only ASCII letters, digits, '.', '_' and '-' are allowed"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_persist_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CatalogStore::open(dir.path()).unwrap();
+        let cluster_id = store.snapshot().cluster_id.clone();
+        store
+            .update(|catalog| {
+                catalog.topics.insert(
+                    "orders".into(),
+                    TopicMeta {
+                        name: "orders".into(),
+                        id: uuid::Uuid::new_v4(),
+                        partition_shards: vec![0, 1, 0],
+                        configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+                    },
+                );
+                Ok::<_, CatalogError>(())
+            })
+            .unwrap();
+        let reopened = CatalogStore::open(dir.path()).unwrap().snapshot();
+        assert_eq!(reopened.cluster_id, cluster_id);
+        assert_eq!(reopened.topics["orders"].owner(2), Some(0));
+        assert_eq!(reopened.topics["orders"].owner(3), None);
+        assert_eq!(*reopened, *store.snapshot());
+    }
+
+    #[test]
+    fn a_failed_change_publishes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CatalogStore::open(dir.path()).unwrap();
+        let before = store.snapshot();
+        let result: Result<(), CatalogError> = store.update(|catalog| {
+            catalog.topics.clear();
+            catalog.cluster_id = "changed".into();
+            Err(CatalogError::Corrupt { path: "x".into(), reason: "refused".into() })
+        });
+        assert!(result.is_err());
+        assert_eq!(*store.snapshot(), *before);
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("payment-done.v1_2").is_ok());
+        for bad in ["", ".", "..", "a b", "tópic", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+}

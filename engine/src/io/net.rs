@@ -1,0 +1,126 @@
+//! TCP behind the same backend choice as files: io_uring (`tokio-uring`) or portable
+//! (`tokio::net`). Every shard listens on the same port with SO_REUSEPORT, so the kernel
+//! spreads connections across shards.
+
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::Backend;
+
+/// Listening sockets for `shards` shards on one address, all bound with SO_REUSEPORT. The
+/// first resolves a port of 0 to a free port; the others bind that same port.
+pub fn bind_reuseport(
+    address: SocketAddr,
+    shards: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut listeners = Vec::with_capacity(shards);
+    let mut bound = address;
+    for _ in 0..shards {
+        let socket = Socket::new(
+            Domain::for_address(bound),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&bound.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        bound = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// A listening socket owned by one shard.
+pub enum Listener {
+    Uring(tokio_uring::net::TcpListener),
+    Portable(tokio::net::TcpListener),
+}
+
+impl Listener {
+    /// Must be called on the shard's runtime.
+    pub fn from_std(listener: std::net::TcpListener, backend: Backend) -> io::Result<Listener> {
+        Ok(match backend {
+            Backend::Uring => Listener::Uring(tokio_uring::net::TcpListener::from_std(listener)),
+            Backend::Portable => Listener::Portable(tokio::net::TcpListener::from_std(listener)?),
+        })
+    }
+
+    pub async fn accept(&self) -> io::Result<(Connection, SocketAddr)> {
+        match self {
+            Listener::Uring(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                stream.set_nodelay(true)?;
+                Ok((Connection::Uring(stream), peer))
+            }
+            Listener::Portable(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                stream.set_nodelay(true)?;
+                Ok((Connection::Portable(stream), peer))
+            }
+        }
+    }
+}
+
+/// One client connection.
+pub enum Connection {
+    Uring(tokio_uring::net::TcpStream),
+    Portable(tokio::net::TcpStream),
+}
+
+impl Connection {
+    /// Reads into the spare capacity of `buf` (from its length on); 0 means the peer closed.
+    pub async fn read(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        match self {
+            Connection::Uring(stream) => {
+                use tokio_uring::buf::BoundedBuf;
+                let start = buf.len();
+                let capacity = buf.capacity();
+                let (result, slice) = stream.read(buf.slice(start..capacity)).await;
+                (result, slice.into_inner())
+            }
+            Connection::Portable(stream) => {
+                let start = buf.len();
+                buf.resize(buf.capacity(), 0);
+                let result = loop {
+                    if let Err(error) = stream.readable().await {
+                        break Err(error);
+                    }
+                    match stream.try_read(&mut buf[start..]) {
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                        other => break other,
+                    }
+                };
+                buf.truncate(start + *result.as_ref().unwrap_or(&0));
+                (result, buf)
+            }
+        }
+    }
+
+    /// Writes all of `data`.
+    pub async fn write_all(&self, data: Bytes) -> io::Result<()> {
+        match self {
+            Connection::Uring(stream) => {
+                let (result, _) = stream.write_all(data).await;
+                result
+            }
+            Connection::Portable(stream) => {
+                let mut written = 0;
+                while written < data.len() {
+                    stream.writable().await?;
+                    match stream.try_write(&data[written..]) {
+                        Ok(n) => written += n,
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(error) => return Err(error),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! `ringlog`: the broker (`serve`) and an rpk / kafka-topics.sh style admin CLI.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGLOG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.log_level()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ringlog: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

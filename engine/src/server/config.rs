@@ -1,0 +1,59 @@
+//! Broker settings (`ringlog serve`), named after Kafka's broker configs where one exists.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::io::Backend;
+use crate::storage::LogConfig;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Where partition directories and the catalog live (`log.dirs`).
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Host name clients are told to connect to; `None` uses the listen address (or
+    /// `localhost` when it is a wildcard).
+    pub advertised_host: Option<String>,
+    /// Shards (threads, one per core).
+    pub cores: usize,
+    /// Pin each shard thread to its own core.
+    pub pin_cores: bool,
+    pub io_backend: Backend,
+    pub node_id: i32,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `num.partitions`: partitions of an auto-created topic (or one created with -1).
+    pub num_partitions: i32,
+    /// `socket.request.max.bytes`: larger frames are refused before they are buffered.
+    pub max_request_bytes: usize,
+    /// Defaults for every partition log; topics override them.
+    pub log_defaults: LogConfig,
+    /// `log.retention.check.interval.ms`.
+    pub retention_check_interval: Duration,
+    /// Most requests a shard's inbox holds before senders wait.
+    pub shard_inbox_capacity: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> BrokerConfig {
+        BrokerConfig {
+            data_dir: PathBuf::from("./data"),
+            listen: "127.0.0.1:9092".parse().expect("valid address"),
+            advertised_host: None,
+            cores: std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1),
+            pin_cores: true,
+            io_backend: Backend::Uring,
+            node_id: 0,
+            auto_create_topics: true,
+            num_partitions: 1,
+            max_request_bytes: protocol::frame::DEFAULT_MAX_FRAME_BYTES,
+            log_defaults: LogConfig::default(),
+            retention_check_interval: Duration::from_secs(300),
+            shard_inbox_capacity: 1024,
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The broker process: shards, listeners, connections.
+//!
+//! [`Broker::start`] loads the catalog, binds one SO_REUSEPORT listener per shard on the
+//! same port, and starts one pinned thread per shard, each with its own runtime
+//! (`io::block_on`). A shard opens the partitions it owns, accepts connections, serves
+//! them, runs retention on a timer, and runs jobs other shards send to its inbox.
+
+pub mod config;
+pub mod connection;
+pub mod shard;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, watch};
+
+pub use config::BrokerConfig;
+use shard::{BrokerContext, Job, Shard};
+
+use crate::catalog::{CatalogError, CatalogStore};
+use crate::io::{self, net, Disk};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] io::IoError),
+    #[error("--cores must be at least 1")]
+    NoCores,
+}
+
+/// A running broker.
+pub struct Broker {
+    pub address: SocketAddr,
+    threads: Vec<JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Broker {
+    /// Starts the shards and returns once every one of them is serving.
+    pub fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        if config.cores == 0 {
+            return Err(BrokerError::NoCores);
+        }
+        if config.io_backend == io::Backend::Uring {
+            io::probe(config.io_backend)?;
+        }
+        let catalog = CatalogStore::open(&config.data_dir)?;
+        let listeners = net::bind_reuseport(config.listen, config.cores).map_err(|source| {
+            BrokerError::Listen {
+                address: config.listen,
+                source,
+            }
+        })?;
+        let address = listeners[0]
+            .local_addr()
+            .map_err(|source| BrokerError::Listen {
+                address: config.listen,
+                source,
+            })?;
+        let host = config.advertised_host.clone().unwrap_or_else(|| {
+            if address.ip().is_unspecified() {
+                "localhost".to_string()
+            } else {
+                address.ip().to_string()
+            }
+        });
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.cores)
+            .map(|_| mpsc::channel::<Job>(config.shard_inbox_capacity))
+            .unzip();
+        let context = Arc::new(BrokerContext {
+            config: config.clone(),
+            catalog,
+            inboxes: senders,
+            advertised: (host, i32::from(address.port())),
+        });
+        let (shutdown, shutdown_seen) = watch::channel(false);
+        let (ready_sender, ready) = std::sync::mpsc::channel();
+        let cores = core_ids(&config);
+        let mut threads = Vec::new();
+        for (id, (listener, inbox)) in listeners.into_iter().zip(receivers).enumerate() {
+            let context = context.clone();
+            let shutdown = shutdown_seen.clone();
+            let ready = ready_sender.clone();
+            let core = cores.get(id).copied();
+            let thread = std::thread::Builder::new()
+                .name(format!("ringlog-shard-{id}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    let backend = context.config.io_backend;
+                    let ran = io::block_on(
+                        backend,
+                        run_shard(id, context, listener, inbox, shutdown, ready.clone()),
+                    );
+                    if let Err(error) = ran {
+                        let _ = ready.send(Err(error.to_string()));
+                    }
+                })
+                .expect("spawn shard thread");
+            threads.push(thread);
+        }
+        drop(ready_sender);
+        for _ in 0..config.cores {
+            match ready.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    let _ = shutdown.send(true);
+                    return Err(BrokerError::Io(io::IoError::Runtime {
+                        source: std::io::Error::other(error),
+                    }));
+                }
+                Err(_) => break,
+            }
+        }
+        tracing::info!(%address, shards = config.cores, data_dir = %config.data_dir.display(), "ringlog is serving");
+        Ok(Broker {
+            address,
+            threads,
+            shutdown,
+        })
+    }
+
+    /// Stops accepting, closes every partition (flushing it), and waits for the shards.
+    pub fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn core_ids(config: &BrokerConfig) -> Vec<core_affinity::CoreId> {
+    if !config.pin_cores {
+        return Vec::new();
+    }
+    let available = core_affinity::get_core_ids().unwrap_or_default();
+    if available.len() < config.cores {
+        // More shards than cores: let the kernel place them.
+        return Vec::new();
+    }
+    available
+}
+
+async fn run_shard(
+    id: usize,
+    context: Arc<BrokerContext>,
+    listener: std::net::TcpListener,
+    mut inbox: mpsc::Receiver<Job>,
+    mut shutdown: watch::Receiver<bool>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) {
+    let backend = context.config.io_backend;
+    let shard = Shard::new(id, context.clone(), Disk::new(backend));
+    let listener = match net::Listener::from_std(listener, backend) {
+        Ok(listener) => listener,
+        Err(error) => {
+            let _ = ready.send(Err(format!("shard {id}: cannot listen: {error}")));
+            return;
+        }
+    };
+    if let Err(error) = open_owned_partitions(&shard).await {
+        let _ = ready.send(Err(format!("shard {id}: {error}")));
+        return;
+    }
+    let _ = ready.send(Ok(()));
+    let shard_for_inbox = shard.clone();
+    tokio::task::spawn_local(retention_loop(shard.clone()));
+    // Accepting and the inbox each run in a task of their own: an io_uring accept must never
+    // be cancelled (as a losing `select!` branch would be), or the connection it completes
+    // with is lost.
+    tokio::task::spawn_local(accept_loop(shard.clone(), listener));
+    tokio::task::spawn_local(async move {
+        let shard = shard_for_inbox;
+        while let Some(job) = inbox.recv().await {
+            tokio::task::spawn_local(job(shard.clone()));
+        }
+    });
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            break;
+        }
+    }
+    shard.close_all().await;
+    tracing::info!(shard = id, "shard stopped");
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: net::Listener) {
+    loop {
+        match listener.accept().await {
+            Ok((connection, peer)) => {
+                tokio::task::spawn_local(connection::serve(shard.clone(), connection, peer));
+            }
+            Err(error) => {
+                tracing::warn!(shard = shard.id, %error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Opens (and so recovers) every partition this shard owns.
+async fn open_owned_partitions(shard: &Rc<Shard>) -> Result<(), String> {
+    let catalog = shard.context.catalog.snapshot();
+    for topic in catalog.topics.values() {
+        for (partition, owner) in topic.partition_shards.iter().enumerate() {
+            if *owner == shard.id {
+                shard
+                    .partition(topic, partition as i32)
+                    .await
+                    .map_err(|error| format!("cannot open {}-{partition}: {error}", topic.name))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn retention_loop(shard: Rc<Shard>) {
+    let interval = shard.context.config.retention_check_interval;
+    loop {
+        tokio::time::sleep(interval).await;
+        for local in shard.local_partitions() {
+            match local.log.apply_retention().await {
+                Ok(0) => {}
+                Ok(deleted) => {
+                    tracing::info!(dir = %local.log.dir().display(), deleted, "retention deleted segments")
+                }
+                Err(error) => {
+                    tracing::warn!(dir = %local.log.dir().display(), %error, "retention failed")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! `Shard`: one pinned thread with its own runtime, the partitions it owns, and an inbox.
+//!
+//! Shards share nothing mutable. Work for a partition runs on its owner shard: a connection's
+//! shard calls [`Shard::call`], which runs a closure on the owner (sent through the owner's
+//! bounded inbox) and returns its answer; work for local partitions runs in place, with no
+//! hop. Callers batch everything bound for one shard into one call.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::config::BrokerConfig;
+use crate::catalog::{CatalogStore, TopicMeta};
+use crate::io::Disk;
+use crate::storage::{Clock, PartitionLog, StorageError};
+use crate::topic_config::{topic_settings, TopicSettings};
+
+/// A unit of work sent to a shard: built on the sender, run on the receiving shard.
+pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// What every shard can see: settings, the catalog, and every shard's inbox.
+pub struct BrokerContext {
+    pub config: BrokerConfig,
+    pub catalog: CatalogStore,
+    pub inboxes: Vec<mpsc::Sender<Job>>,
+    /// Host and port clients are told to use.
+    pub advertised: (String, i32),
+}
+
+/// A partition log this shard owns, with the topic settings it was opened with.
+pub struct LocalPartition {
+    pub log: PartitionLog,
+    pub settings: TopicSettings,
+    pub topic_id: uuid::Uuid,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("shard {0} is gone (the broker is shutting down)")]
+pub struct ShardGone(pub usize);
+
+pub struct Shard {
+    pub id: usize,
+    pub context: Arc<BrokerContext>,
+    pub disk: Disk,
+    partitions: RefCell<HashMap<(String, i32), Rc<LocalPartition>>>,
+    open_lock: tokio::sync::Mutex<()>,
+    /// Woken whenever a local partition's high watermark may have moved.
+    pub data_arrived: Rc<Notify>,
+    me: std::rc::Weak<Shard>,
+}
+
+impl Shard {
+    pub fn new(id: usize, context: Arc<BrokerContext>, disk: Disk) -> Rc<Shard> {
+        Rc::new_cyclic(|me| Shard {
+            id,
+            context,
+            disk,
+            partitions: RefCell::new(HashMap::new()),
+            open_lock: tokio::sync::Mutex::new(()),
+            data_arrived: Rc::new(Notify::new()),
+            me: me.clone(),
+        })
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.context.inboxes.len()
+    }
+
+    fn rc(&self) -> Rc<Shard> {
+        self.me.upgrade().expect("a running shard is alive")
+    }
+
+    /// Runs `work` on shard `target` and returns its answer. On this shard it runs in place.
+    pub async fn call<T, F, Fut>(&self, target: usize, work: F) -> Result<T, ShardGone>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        if target == self.id {
+            return Ok(work(self.rc()).await);
+        }
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |shard| {
+            Box::pin(async move {
+                let _ = reply.send(work(shard).await);
+            })
+        });
+        let inbox = self.context.inboxes.get(target).ok_or(ShardGone(target))?;
+        inbox.send(job).await.map_err(|_| ShardGone(target))?;
+        answer.await.map_err(|_| ShardGone(target))
+    }
+
+    /// The local log of a partition this shard owns, opened (and recovered) on first use.
+    pub async fn partition(
+        &self,
+        topic: &TopicMeta,
+        partition: i32,
+    ) -> Result<Rc<LocalPartition>, StorageError> {
+        let key = (topic.name.clone(), partition);
+        if let Some(local) = self.local(&key, topic.id) {
+            return Ok(local);
+        }
+        let _opening = self.open_lock.lock().await;
+        if let Some(local) = self.local(&key, topic.id) {
+            return Ok(local);
+        }
+        let settings = topic_settings(&self.context.config.log_defaults, &topic.configs)
+            .map_err(StorageError::InvalidConfig)?;
+        let dir = partition_dir(&self.context.config, &topic.name, partition);
+        let log = PartitionLog::open(
+            self.disk.clone(),
+            dir,
+            settings.log.clone(),
+            Clock::system(),
+        )
+        .await?;
+        log.set_data_notify(self.data_arrived.clone());
+        let local = Rc::new(LocalPartition {
+            log,
+            settings,
+            topic_id: topic.id,
+        });
+        self.partitions.borrow_mut().insert(key, local.clone());
+        Ok(local)
+    }
+
+    fn local(&self, key: &(String, i32), topic_id: uuid::Uuid) -> Option<Rc<LocalPartition>> {
+        let partitions = self.partitions.borrow();
+        partitions
+            .get(key)
+            .filter(|local| local.topic_id == topic_id)
+            .cloned()
+    }
+
+    /// Closes and deletes the local partitions of a deleted topic.
+    pub async fn drop_topic(&self, name: &str) -> Result<(), StorageError> {
+        let removed: Vec<_> = {
+            let mut partitions = self.partitions.borrow_mut();
+            let keys: Vec<_> = partitions
+                .keys()
+                .filter(|(topic, _)| topic == name)
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|key| partitions.remove(&key).map(|local| (key, local)))
+                .collect()
+        };
+        for ((topic, partition), local) in removed {
+            let dir = partition_dir(&self.context.config, &topic, partition);
+            if let Ok(local) = Rc::try_unwrap(local) {
+                let _ = local.log.close().await;
+            }
+            std::fs::remove_dir_all(&dir)
+                .or_else(ignore_missing)
+                .map_err(|source| StorageError::io("cannot delete", &dir, source))?;
+        }
+        Ok(())
+    }
+
+    /// Every local partition (for retention and shutdown).
+    pub fn local_partitions(&self) -> Vec<Rc<LocalPartition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// Closes every local partition: flushes data and writes indexes.
+    pub async fn close_all(&self) {
+        let all: Vec<_> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .map(|(_, local)| local)
+            .collect();
+        for local in all {
+            if let Ok(local) = Rc::try_unwrap(local) {
+                if let Err(error) = local.log.close().await {
+                    tracing::warn!(%error, "closing a partition failed");
+                }
+            }
+        }
+    }
+}
+
+fn ignore_missing(error: std::io::Error) -> std::io::Result<()> {
+    if error.kind() == std::io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(error)
+    }
+}
+
+/// `<data-dir>/<topic>-<partition>`.
+pub fn partition_dir(config: &BrokerConfig, topic: &str, partition: i32) -> std::path::PathBuf {
+    config.data_dir.join(format!("{topic}-{partition}"))
+}

@@ -1,0 +1,189 @@
+//! A small async Kafka client (tokio): one connection, one request at a time, versions
+//! negotiated with `ApiVersions`. The CLI and the tests use it; it speaks plain Kafka, so it
+//! works against any broker.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::frame::SIZE_BYTES;
+use crate::ErrorCode;
+
+/// Responses larger than this are refused (a broker's fetch answer is bounded by the
+/// request's max bytes; this is only a guard against a confused peer).
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connection to the broker failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out after {0:?} waiting for the broker")]
+    Timeout(Duration),
+    #[error("the broker does not support {api_key:?} in any version this client speaks")]
+    Unsupported { api_key: ApiKey },
+    #[error("malformed response from the broker: {0}")]
+    Malformed(String),
+    #[error("response of {0} bytes exceeds the client limit")]
+    TooLarge(usize),
+    #[error("the broker answered ApiVersions with {}", crate::error_code::describe(*.0))]
+    Handshake(i16),
+}
+
+/// One connection to a broker.
+pub struct Client {
+    stream: TcpStream,
+    next_correlation_id: i32,
+    client_id: String,
+    /// Broker's supported range per API key.
+    versions: HashMap<i16, (i16, i16)>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Connects and learns the broker's API versions.
+    pub async fn connect(address: &str, client_id: &str) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(address)
+            .await
+            .map_err(|source| ClientError::Connect {
+                address: address.to_string(),
+                source,
+            })?;
+        stream.set_nodelay(true)?;
+        let mut client = Client {
+            stream,
+            next_correlation_id: 1,
+            client_id: client_id.to_string(),
+            versions: HashMap::new(),
+            timeout: Duration::from_secs(30),
+        };
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("ringlog-client"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let response: ApiVersionsResponse = client.send_version(&request, 3).await?;
+        if response.error_code != ErrorCode::None.code() {
+            return Err(ClientError::Handshake(response.error_code));
+        }
+        client.versions = response
+            .api_keys
+            .iter()
+            .map(|api| (api.api_key, (api.min_version, api.max_version)))
+            .collect();
+        Ok(client)
+    }
+
+    /// How long to wait for each response (default 30 s).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// The highest version both sides speak for `R`, capped at `cap`.
+    pub fn version_for<R: Request>(&self, cap: i16) -> Result<i16, ClientError> {
+        let api_key = ApiKey::try_from(R::KEY)
+            .map_err(|()| ClientError::Malformed(format!("api key {}", R::KEY)))?;
+        let (min, max) = *self
+            .versions
+            .get(&R::KEY)
+            .ok_or(ClientError::Unsupported { api_key })?;
+        let version = max.min(R::VERSIONS.max).min(cap);
+        if version < min.max(R::VERSIONS.min) {
+            return Err(ClientError::Unsupported { api_key });
+        }
+        Ok(version)
+    }
+
+    /// Sends `request` at the highest common version and returns the response.
+    pub async fn send<R: Request>(&mut self, request: &R) -> Result<R::Response, ClientError> {
+        let version = self.version_for::<R>(i16::MAX)?;
+        self.send_version(request, version).await
+    }
+
+    /// Sends `request` at `version`.
+    pub async fn send_version<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let frame = encode_request(request, version, correlation_id, &self.client_id)?;
+        let timeout = self.timeout;
+        let response = tokio::time::timeout(timeout, self.round_trip(&frame))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))??;
+        decode_response::<R>(response, version, correlation_id)
+    }
+
+    async fn round_trip(&mut self, frame: &[u8]) -> Result<Bytes, ClientError> {
+        self.stream.write_all(frame).await?;
+        let mut size = [0u8; SIZE_BYTES];
+        self.stream.read_exact(&mut size).await?;
+        let size = i32::from_be_bytes(size);
+        let size = usize::try_from(size)
+            .map_err(|_| ClientError::Malformed(format!("negative frame size {size}")))?;
+        if size > MAX_RESPONSE_BYTES {
+            return Err(ClientError::TooLarge(size));
+        }
+        let mut body = vec![0u8; size];
+        self.stream.read_exact(&mut body).await?;
+        Ok(Bytes::from(body))
+    }
+}
+
+/// A request frame, size prefix included.
+pub fn encode_request<R: Request>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+) -> Result<BytesMut, ClientError> {
+    let mut out = BytesMut::with_capacity(256);
+    out.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
+        .encode(&mut out, R::header_version(version))
+        .map_err(|error| ClientError::Malformed(error.to_string()))?;
+    request
+        .encode(&mut out, version)
+        .map_err(|error| ClientError::Malformed(error.to_string()))?;
+    let size = (out.len() - SIZE_BYTES) as i32;
+    out[..SIZE_BYTES].copy_from_slice(&size.to_be_bytes());
+    Ok(out)
+}
+
+fn decode_response<R: Request>(
+    mut body: Bytes,
+    version: i16,
+    correlation_id: i32,
+) -> Result<R::Response, ClientError> {
+    let header_version = if R::KEY == ApiKey::ApiVersions as i16 {
+        0
+    } else {
+        <R::Response as HeaderVersion>::header_version(version)
+    };
+    let header = ResponseHeader::decode(&mut body, header_version)
+        .map_err(|error| ClientError::Malformed(error.to_string()))?;
+    if header.correlation_id != correlation_id {
+        return Err(ClientError::Malformed(format!(
+            "correlation id {} does not match request {correlation_id}",
+            header.correlation_id
+        )));
+    }
+    R::Response::decode(&mut body, version)
+        .map_err(|error| ClientError::Malformed(error.to_string()))
+}
