@@ -49,6 +49,9 @@ impl TopicMeta {
 pub struct Catalog {
     pub cluster_id: String,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Producer ids below this may have been handed out; ids are reserved in blocks.
+    #[serde(default)]
+    pub producer_ids_reserved: i64,
 }
 
 impl Catalog {
@@ -75,7 +78,12 @@ pub struct CatalogStore {
     path: PathBuf,
     current: RwLock<Arc<Catalog>>,
     writer: Mutex<()>,
+    /// Next producer id to hand out; below `producer_ids_reserved`.
+    next_producer_id: Mutex<i64>,
 }
+
+/// Producer ids reserved (persisted) at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
 impl CatalogStore {
     /// Loads `<data_dir>/catalog.json`, or starts an empty catalog with a new cluster id.
@@ -96,13 +104,16 @@ impl CatalogStore {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Catalog {
                 cluster_id: uuid::Uuid::new_v4().simple().to_string(),
                 topics: BTreeMap::new(),
+                producer_ids_reserved: 0,
             },
             Err(source) => return Err(io("read", source)),
         };
+        let next_producer_id = catalog.producer_ids_reserved;
         let store = CatalogStore {
             path,
             current: RwLock::new(Arc::new(catalog)),
             writer: Mutex::new(()),
+            next_producer_id: Mutex::new(next_producer_id),
         };
         store.persist(&store.snapshot())?;
         Ok(store)
@@ -133,6 +144,26 @@ impl CatalogStore {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
         Ok(outcome)
+    }
+
+    /// A producer id never handed out before, even across restarts: ids are reserved in
+    /// persisted blocks, and a restart skips the rest of the block it was in.
+    pub fn next_producer_id(&self) -> Result<i64, CatalogError> {
+        let mut next = self
+            .next_producer_id
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *next >= self.snapshot().producer_ids_reserved {
+            let reserved = self.update(|catalog| {
+                catalog.producer_ids_reserved =
+                    catalog.producer_ids_reserved.max(*next) + PRODUCER_ID_BLOCK;
+                Ok::<_, CatalogError>(catalog.producer_ids_reserved)
+            })?;
+            *next = reserved - PRODUCER_ID_BLOCK;
+        }
+        let id = *next;
+        *next += 1;
+        Ok(id)
     }
 
     fn persist(&self, catalog: &Catalog) -> Result<(), CatalogError> {
@@ -211,6 +242,17 @@ mod tests {
     }
 
     #[test]
+    fn producer_ids_are_never_reused_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CatalogStore::open(dir.path()).unwrap();
+        let first: Vec<i64> = (0..3).map(|_| store.next_producer_id().unwrap()).collect();
+        assert_eq!(first, vec![0, 1, 2]);
+        drop(store);
+        let store = CatalogStore::open(dir.path()).unwrap();
+        assert!(store.next_producer_id().unwrap() >= 1000);
+    }
+
+    #[test]
     fn a_failed_change_publishes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = CatalogStore::open(dir.path()).unwrap();
@@ -218,7 +260,10 @@ mod tests {
         let result: Result<(), CatalogError> = store.update(|catalog| {
             catalog.topics.clear();
             catalog.cluster_id = "changed".into();
-            Err(CatalogError::Corrupt { path: "x".into(), reason: "refused".into() })
+            Err(CatalogError::Corrupt {
+                path: "x".into(),
+                reason: "refused".into(),
+            })
         });
         assert!(result.is_err());
         assert_eq!(*store.snapshot(), *before);

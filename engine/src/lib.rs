@@ -29,6 +29,7 @@
 pub mod api;
 pub mod catalog;
 pub mod io;
+pub mod producer_state;
 pub mod server;
 pub mod storage;
 pub mod topic_config;

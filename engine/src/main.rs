@@ -6,6 +6,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Decoding untrusted frames can ask for huge, never-touched reservations: see
+/// `protocol::alloc`.
+#[global_allocator]
+static ALLOCATOR: protocol::alloc::ReserveHugeAllocations = protocol::alloc::ReserveHugeAllocations;
+
 fn main() -> ExitCode {
     let args = cli::Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("RINGLOG_LOG")

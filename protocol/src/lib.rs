@@ -24,6 +24,7 @@
 //! assert_eq!(header.record_count, 1);
 //! ```
 
+pub mod alloc;
 pub mod client;
 pub mod codec;
 pub mod error_code;

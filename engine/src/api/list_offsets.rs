@@ -86,7 +86,6 @@ pub async fn handle(shard: &Rc<Shard>, request: ListOffsetsRequest) -> ListOffse
                         .with_error_code(error.code())
                         .with_timestamp(timestamp)
                         .with_offset(offset)
-                        .with_leader_epoch(0)
                 })
                 .collect();
             ListOffsetsTopicResponse::default()

@@ -2,9 +2,12 @@
 //! connection's shard and returns the response body; work on partitions runs on their owner
 //! shards through `Shard::call`, one call per owner shard per request.
 
+pub mod cluster;
+pub mod configs;
 pub mod fetch;
 pub mod list_offsets;
 pub mod metadata;
+pub mod partitions;
 pub mod produce;
 pub mod topics;
 
@@ -17,17 +20,21 @@ use protocol::{versions, ErrorCode};
 
 use crate::server::shard::Shard;
 
-/// Answers one request; `None` when the request gets no response (produce with acks=0).
-pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<ResponseKind> {
+/// Answers one request; `None` when the request gets no response (produce with acks=0),
+/// an error when the connection must close.
+pub async fn handle(shard: &Rc<Shard>, request: Request) -> Result<Option<ResponseKind>, String> {
     let version = request.api_version;
-    Some(match request.body {
+    Ok(Some(match request.body {
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(versions::api_versions_response(ErrorCode::None))
         }
         RequestKind::Metadata(body) => {
             ResponseKind::Metadata(metadata::handle(shard, body, version).await)
         }
-        RequestKind::Produce(body) => ResponseKind::Produce(produce::handle(shard, body).await?),
+        RequestKind::Produce(body) => match produce::handle(shard, body).await {
+            Some(response) => ResponseKind::Produce(response),
+            None => return Ok(None),
+        },
         RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(shard, body, version).await),
         RequestKind::ListOffsets(body) => {
             ResponseKind::ListOffsets(list_offsets::handle(shard, body).await)
@@ -38,13 +45,33 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Option<ResponseKind>
         RequestKind::DeleteTopics(body) => {
             ResponseKind::DeleteTopics(topics::delete(shard, body, version).await)
         }
+        RequestKind::CreatePartitions(body) => {
+            ResponseKind::CreatePartitions(partitions::create(shard, body).await)
+        }
+        RequestKind::DescribeConfigs(body) => {
+            ResponseKind::DescribeConfigs(configs::describe(shard, body))
+        }
+        RequestKind::AlterConfigs(body) => {
+            ResponseKind::AlterConfigs(configs::alter(shard, body).await)
+        }
+        RequestKind::IncrementalAlterConfigs(body) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(shard, body).await)
+        }
+        RequestKind::DescribeCluster(body) => {
+            ResponseKind::DescribeCluster(cluster::describe(shard, body))
+        }
+        RequestKind::InitProducerId(body) => {
+            ResponseKind::InitProducerId(cluster::init_producer_id(shard, body))
+        }
         other => {
             // The request decoder admits only APIs in the versions table, and every one of
-            // them has an arm above; reaching here is a bug in that table.
-            tracing::error!(request = ?std::mem::discriminant(&other), "request reached no handler");
-            return None;
+            // them has an arm above: reaching here is a bug in that table. The caller closes
+            // the connection rather than leave the client waiting.
+            let key = request.api_key;
+            tracing::error!(?key, request = ?std::mem::discriminant(&other), "request reached no handler");
+            return Err(format!("{key:?} has no handler"));
         }
-    })
+    }))
 }
 
 /// An error for one topic or partition, with the message clients show.

@@ -16,6 +16,7 @@ use protocol::ErrorCode;
 
 use super::{by_owner, ApiError};
 use crate::catalog::TopicMeta;
+use crate::producer_state::SequenceCheck;
 use crate::server::shard::{LocalPartition, Shard};
 use crate::storage::Ack;
 use crate::topic_config::{TimestampType, TopicCompression};
@@ -171,20 +172,50 @@ async fn produce_partition(
         Ok(batches) => batches,
         Err(error) => return Produced::failed(error),
     };
-    let log_append_time_ms = match local.settings.timestamp_type {
+    let log_append_time_ms = match local.settings.borrow().timestamp_type {
         TimestampType::LogAppendTime => batches.first().map_or(-1, |(_, stamped)| *stamped),
         TimestampType::CreateTime => -1,
     };
     let mut waits = Vec::with_capacity(batches.len());
+    let mut duplicate_base = None;
     for (batch, _) in batches {
+        let header = BatchHeader::parse(&batch).expect("validated above");
+        if header.producer_id >= 0 {
+            let check = match local.producers().await {
+                Ok(producers) => producers.check(&header),
+                Err(error) => {
+                    return Produced::failed(ApiError::new(error.error_code(), error.to_string()))
+                }
+            };
+            match check {
+                Ok(SequenceCheck::Append) => {}
+                Ok(SequenceCheck::Duplicate { base_offset }) => {
+                    // A retry of a batch already stored: acknowledge it, write nothing.
+                    duplicate_base.get_or_insert(base_offset);
+                    continue;
+                }
+                Err(error) => {
+                    return Produced::failed(ApiError::new(error.error_code(), error.to_string()))
+                }
+            }
+        }
         match local.log.append(batch, ack).await {
-            Ok(appended) => waits.push(appended),
+            Ok(appended) => {
+                if header.producer_id >= 0 {
+                    if let Ok(mut producers) = local.producers().await {
+                        producers.record(&header, appended.base_offset);
+                    }
+                }
+                waits.push(appended);
+            }
             Err(error) => {
                 return Produced::failed(ApiError::new(error.error_code(), error.to_string()))
             }
         }
     }
-    let base_offset = waits.first().map_or(-1, |appended| appended.base_offset);
+    let base_offset = duplicate_base
+        .or(waits.first().map(|appended| appended.base_offset))
+        .unwrap_or(-1);
     let all_done = async {
         for appended in waits {
             appended.wait().await?;
@@ -214,7 +245,7 @@ fn prepare_batches(
     local: &LocalPartition,
     records: &Bytes,
 ) -> Result<Vec<(BytesMut, i64)>, ApiError> {
-    let max_bytes = local.settings.log.max_message_bytes;
+    let max_bytes = local.settings.borrow().log.max_message_bytes;
     let corrupt = |message: String| ApiError::new(ErrorCode::CorruptMessage, message);
     if records.is_empty() {
         return Err(corrupt("the produce request has no record batch".into()));
@@ -271,7 +302,8 @@ fn transform(
     header: &BatchHeader,
     compression: Compression,
 ) -> Result<(BytesMut, i64), ApiError> {
-    let mut out = match (local.settings.compression, compression) {
+    let settings = local.settings.borrow();
+    let mut out = match (settings.compression, compression) {
         (TopicCompression::Zstd, Compression::None) => {
             let compressed = codec::compress_zstd(batch, header).map_err(|error| {
                 ApiError::new(
@@ -279,7 +311,7 @@ fn transform(
                     format!("zstd compression failed: {error}"),
                 )
             })?;
-            if compressed.len() > local.settings.log.max_message_bytes {
+            if compressed.len() > settings.log.max_message_bytes {
                 return Err(ApiError::new(
                     ErrorCode::MessageTooLarge,
                     "the compressed batch exceeds max.message.bytes",
@@ -289,7 +321,7 @@ fn transform(
         }
         _ => BytesMut::from(batch),
     };
-    let stamped = match local.settings.timestamp_type {
+    let stamped = match settings.timestamp_type {
         TimestampType::LogAppendTime => {
             let now_ms = crate::storage::Clock::system().now_ms();
             codec::stamp_log_append_time(&mut out, now_ms);

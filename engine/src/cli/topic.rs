@@ -33,6 +33,21 @@ pub enum TopicCommand {
     Describe { name: String },
     /// Delete a topic and its data.
     Delete { name: String },
+    /// Change a topic's configs: --set name=value, --delete name (repeatable).
+    AlterConfig {
+        name: String,
+        #[arg(short, long = "set")]
+        set: Vec<String>,
+        #[arg(short, long = "delete")]
+        delete: Vec<String>,
+    },
+    /// Add partitions to a topic.
+    AddPartitions {
+        name: String,
+        /// How many partitions to add.
+        #[arg(short, long)]
+        num: i32,
+    },
 }
 
 pub async fn run(brokers: &str, command: TopicCommand) -> Result<(), String> {
@@ -108,6 +123,7 @@ pub async fn run(brokers: &str, command: TopicCommand) -> Result<(), String> {
                 .collect();
             let earliest = offsets(&mut client, &name, &partitions, -2).await?;
             let latest = offsets(&mut client, &name, &partitions, -1).await?;
+            print_configs(&mut client, &name).await?;
             println!("partition\tleader\tlog-start\thigh-watermark");
             for partition in &topic.partitions {
                 let index = partition.partition_index;
@@ -124,6 +140,77 @@ pub async fn run(brokers: &str, command: TopicCommand) -> Result<(), String> {
                         .map_or(-1, |(_, offset)| *offset),
                 );
             }
+            Ok(())
+        }
+        TopicCommand::AlterConfig { name, set, delete } => {
+            use kafka_protocol::messages::incremental_alter_configs_request::{
+                AlterConfigsResource, AlterableConfig,
+            };
+            let mut configs = Vec::new();
+            for pair in &set {
+                let (key, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("--set '{pair}' is not name=value"))?;
+                configs.push(
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from_string(key.to_string()))
+                        .with_config_operation(0)
+                        .with_value(Some(StrBytes::from_string(value.to_string()))),
+                );
+            }
+            for key in &delete {
+                configs.push(
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from_string(key.clone()))
+                        .with_config_operation(1),
+                );
+            }
+            if configs.is_empty() {
+                return Err("nothing to change: give --set name=value or --delete name".into());
+            }
+            let request = kafka_protocol::messages::IncrementalAlterConfigsRequest::default()
+                .with_resources(vec![AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_string(name.clone()))
+                    .with_configs(configs)]);
+            let response = client.send(&request).await.map_err(client_error)?;
+            for result in &response.responses {
+                check(
+                    result.error_code,
+                    &format!("cannot alter topic '{name}'"),
+                    result.error_message.as_deref(),
+                )?;
+            }
+            println!("altered topic {name}");
+            Ok(())
+        }
+        TopicCommand::AddPartitions { name, num } => {
+            use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+            let response = metadata(&mut client, Some(&name)).await?;
+            let topic = response
+                .topics
+                .first()
+                .ok_or("the broker returned no topic")?;
+            check(
+                topic.error_code,
+                &format!("cannot add partitions to '{name}'"),
+                None,
+            )?;
+            let total = topic.partitions.len() as i32 + num;
+            let request = kafka_protocol::messages::CreatePartitionsRequest::default()
+                .with_timeout_ms(30_000)
+                .with_topics(vec![CreatePartitionsTopic::default()
+                    .with_name(topic_name(&name))
+                    .with_count(total)]);
+            let response = client.send(&request).await.map_err(client_error)?;
+            for result in &response.results {
+                check(
+                    result.error_code,
+                    &format!("cannot add partitions to '{name}'"),
+                    result.error_message.as_deref(),
+                )?;
+            }
+            println!("topic {name} now has {total} partitions");
             Ok(())
         }
         TopicCommand::Delete { name } => {
@@ -202,4 +289,34 @@ pub async fn offsets(
         }
     }
     Ok(found)
+}
+
+async fn print_configs(client: &mut protocol::client::Client, name: &str) -> Result<(), String> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let request = kafka_protocol::messages::DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(name.to_string())),
+    ]);
+    let response = client.send(&request).await.map_err(client_error)?;
+    for result in &response.results {
+        check(
+            result.error_code,
+            &format!("cannot describe configs of '{name}'"),
+            result.error_message.as_deref(),
+        )?;
+        for config in &result.configs {
+            let source = if config.config_source == 1 {
+                ""
+            } else {
+                " (default)"
+            };
+            println!(
+                "  {}={}{source}",
+                config.name,
+                config.value.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
 }

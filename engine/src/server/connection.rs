@@ -87,7 +87,7 @@ async fn handle_frame(
         Ok(request) => {
             let correlation_id = request.header.correlation_id;
             let (api_key, api_version) = (request.api_key, request.api_version);
-            match api::handle(shard, request).await {
+            match api::handle(shard, request).await? {
                 Some(body) => Some(
                     encode_response(correlation_id, api_key, api_version, &body)
                         .map_err(|error| error.to_string())?,

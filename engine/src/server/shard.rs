@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::config::BrokerConfig;
 use crate::catalog::{CatalogStore, TopicMeta};
 use crate::io::Disk;
+use crate::producer_state::ProducerStates;
 use crate::storage::{Clock, PartitionLog, StorageError};
 use crate::topic_config::{topic_settings, TopicSettings};
 
@@ -32,11 +33,36 @@ pub struct BrokerContext {
     pub advertised: (String, i32),
 }
 
-/// A partition log this shard owns, with the topic settings it was opened with.
+/// A partition log this shard owns, with its topic settings and idempotent producers.
 pub struct LocalPartition {
     pub log: PartitionLog,
-    pub settings: TopicSettings,
+    pub settings: RefCell<TopicSettings>,
     pub topic_id: uuid::Uuid,
+    /// Loaded from the log's tail on the first idempotent batch after opening.
+    pub producers: RefCell<Option<ProducerStates>>,
+}
+
+/// Bytes at the end of a log read back to rebuild producer state after opening.
+const PRODUCER_STATE_REBUILD_BYTES: u64 = 1024 * 1024;
+
+impl LocalPartition {
+    /// The producer state, rebuilt from the log tail if this is its first use.
+    pub async fn producers(&self) -> Result<std::cell::RefMut<'_, ProducerStates>, StorageError> {
+        if self.producers.borrow().is_none() {
+            let mut states = ProducerStates::new();
+            for header in self.log.tail_headers(PRODUCER_STATE_REBUILD_BYTES).await? {
+                states.record(&header, header.base_offset);
+            }
+            let mut slot = self.producers.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(states);
+            }
+        }
+        Ok(std::cell::RefMut::map(
+            self.producers.borrow_mut(),
+            |slot| slot.as_mut().expect("loaded above"),
+        ))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +149,9 @@ impl Shard {
         log.set_data_notify(self.data_arrived.clone());
         let local = Rc::new(LocalPartition {
             log,
-            settings,
+            settings: RefCell::new(settings),
             topic_id: topic.id,
+            producers: RefCell::new(None),
         });
         self.partitions.borrow_mut().insert(key, local.clone());
         Ok(local)
@@ -159,6 +186,22 @@ impl Shard {
             std::fs::remove_dir_all(&dir)
                 .or_else(ignore_missing)
                 .map_err(|source| StorageError::io("cannot delete", &dir, source))?;
+        }
+        Ok(())
+    }
+
+    /// Applies a topic's changed configs to its open local partitions.
+    pub fn apply_topic_configs(&self, topic: &TopicMeta) -> Result<(), String> {
+        let settings = topic_settings(&self.context.config.log_defaults, &topic.configs)?;
+        let partitions = self.partitions.borrow();
+        for ((name, _), local) in partitions.iter() {
+            if name == &topic.name && local.topic_id == topic.id {
+                local
+                    .log
+                    .set_config(settings.log.clone())
+                    .map_err(|error| error.to_string())?;
+                *local.settings.borrow_mut() = settings.clone();
+            }
         }
         Ok(())
     }

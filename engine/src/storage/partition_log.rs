@@ -603,6 +603,44 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// Headers of the readable batches in about the last `bytes` of the active segment,
+    /// oldest first (to rebuild per-producer state after a restart).
+    pub async fn tail_headers(&self, bytes: u64) -> Result<Vec<BatchHeader>, StorageError> {
+        let policy = self.inner.config.borrow().flush_policy;
+        let (reader, start, base_offset, limit) = {
+            let state = self.inner.state.borrow();
+            state.check_usable()?;
+            let active_base = *state.open_bases.last().expect("an active segment");
+            let segment = &state.segments[&active_base];
+            let limit = state.readable_bytes(segment, policy);
+            let from = limit.saturating_sub(bytes);
+            let entries = segment.indexes.offset_index.entries();
+            let at = entries.partition_point(|entry| u64::from(entry.position) <= from);
+            let start = at.checked_sub(1).map(|at| entries[at]).unwrap_or(
+                super::offset_index::IndexEntry {
+                    relative_offset: 0,
+                    position: 0,
+                },
+            );
+            (segment.files.reader.clone(), start, active_base, limit)
+        };
+        let mut headers = Vec::new();
+        let expected = base_offset + i64::from(start.relative_offset);
+        segment::scan_log(
+            &reader,
+            u64::from(start.position),
+            limit,
+            expected,
+            false,
+            |_, header| {
+                headers.push(*header);
+                std::ops::ControlFlow::Continue(())
+            },
+        )
+        .await?;
+        Ok(headers)
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.inner.state.borrow().log_start_offset
     }

@@ -1,0 +1,136 @@
+//! CreatePartitions: grow a topic to a larger partition count. New partitions are placed on
+//! shards continuing the topic's round-robin, persisted, then opened on their owners.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+use protocol::ErrorCode;
+
+use super::{by_owner, ApiError};
+use crate::catalog::{CatalogError, PARTITIONS_PER_TOPIC_MAX};
+use crate::server::shard::Shard;
+
+pub async fn add_partitions(
+    shard: &Rc<Shard>,
+    topic: &str,
+    count: i32,
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    let unknown = || {
+        ApiError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic '{topic}' does not exist"),
+        )
+    };
+    let current = shard
+        .context
+        .catalog
+        .snapshot()
+        .topics
+        .get(topic)
+        .cloned()
+        .ok_or_else(unknown)?;
+    let have = current.partition_count();
+    if count < 0 || (count as usize) <= have || count as usize > PARTITIONS_PER_TOPIC_MAX {
+        return Err(ApiError::new(
+            ErrorCode::InvalidPartitions,
+            format!("topic '{topic}' has {have} partitions; the new count must be larger (at most {PARTITIONS_PER_TOPIC_MAX}), got {count}"),
+        ));
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let shards = shard.shard_count();
+    let updated = shard
+        .context
+        .catalog
+        .update(|catalog| {
+            let meta = catalog.topics.get_mut(topic).ok_or(Grown::Missing)?;
+            if meta.partition_count() != have {
+                return Err(Grown::Raced);
+            }
+            let first = meta.partition_shards.first().copied().unwrap_or(0);
+            for partition in have..count as usize {
+                meta.partition_shards.push((first + partition) % shards);
+            }
+            Ok(meta.clone())
+        })
+        .map_err(|grown| match grown {
+            Grown::Missing => unknown(),
+            Grown::Raced => ApiError::new(
+                ErrorCode::InvalidPartitions,
+                "the partition count changed meanwhile; retry",
+            ),
+            Grown::Catalog(error) => ApiError::new(ErrorCode::KafkaStorageError, error.to_string()),
+        })?;
+    let added = (have..count as usize).map(|p| (updated.partition_shards[p], p as i32));
+    for (owner, partitions) in by_owner(added) {
+        let meta = updated.clone();
+        let opened = shard
+            .call(owner, move |owner_shard| async move {
+                for partition in partitions {
+                    owner_shard
+                        .partition(&meta, partition)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                }
+                Ok::<_, String>(())
+            })
+            .await;
+        opened
+            .map_err(|gone| gone.to_string())
+            .and_then(|opened| opened)
+            .map_err(|message| ApiError::new(ErrorCode::KafkaStorageError, message))?;
+    }
+    tracing::info!(topic, from = have, to = count, "added partitions");
+    Ok(())
+}
+
+enum Grown {
+    Missing,
+    Raced,
+    Catalog(CatalogError),
+}
+
+impl From<CatalogError> for Grown {
+    fn from(error: CatalogError) -> Grown {
+        Grown::Catalog(error)
+    }
+}
+
+pub async fn create(
+    shard: &Rc<Shard>,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut results = Vec::new();
+    for topic in request.topics {
+        let outcome = if topic
+            .assignments
+            .as_ref()
+            .is_some_and(|assignments| !assignments.is_empty())
+        {
+            Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "manual replica assignment is not supported",
+            ))
+        } else {
+            add_partitions(
+                shard,
+                topic.name.0.as_str(),
+                topic.count,
+                request.validate_only,
+            )
+            .await
+        };
+        let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+        results.push(match outcome {
+            Ok(()) => result,
+            Err(error) => result
+                .with_error_code(error.code.code())
+                .with_error_message(Some(StrBytes::from_string(error.message))),
+        });
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}

@@ -1,0 +1,132 @@
+//! A real `ringlog serve` process for client tests: started on a free port with its own
+//! data directory, killed (SIGKILL) when dropped, restartable on the same port and data.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct BrokerProcess {
+    child: Option<Child>,
+    pub address: String,
+    data_dir: PathBuf,
+    cores: usize,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl BrokerProcess {
+    /// Starts a broker with `cores` shards on a fresh data directory.
+    pub fn start(cores: usize) -> BrokerProcess {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let (child, address) = spawn(&data_dir, "127.0.0.1:0", cores, &[]);
+        BrokerProcess {
+            child: Some(child),
+            address,
+            data_dir,
+            cores,
+            _temp: Some(temp),
+        }
+    }
+
+    /// Starts a broker with extra `serve` flags.
+    pub fn start_with(cores: usize, flags: &[&str]) -> BrokerProcess {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let (child, address) = spawn(&data_dir, "127.0.0.1:0", cores, flags);
+        BrokerProcess {
+            child: Some(child),
+            address,
+            data_dir,
+            cores,
+            _temp: Some(temp),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// kill -9, then start again on the same address and data directory.
+    pub fn kill_and_restart(&mut self) {
+        self.kill();
+        let (child, address) = spawn(&self.data_dir, &self.address, self.cores, &[]);
+        assert_eq!(address, self.address);
+        self.child = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the `ringlog` CLI against this broker; returns (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str], stdin: &str) -> (bool, String, String) {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringlog"))
+            .arg("-b")
+            .arg(&self.address)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ringlog cli");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        let output = child.wait_with_output().expect("cli output");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(data_dir: &Path, listen: &str, cores: usize, flags: &[&str]) -> (Child, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringlog"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(listen)
+            .arg("--cores")
+            .arg(cores.to_string())
+            .arg("--no-pin")
+            .args(flags)
+            .env("RINGLOG_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ringlog serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        if let Some(address) = line.trim().strip_prefix("ringlog listening on ") {
+            return (child, address.to_string());
+        }
+        // The port may still be held by the process just killed: retry briefly.
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            Instant::now() < deadline,
+            "ringlog serve did not start: {line:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

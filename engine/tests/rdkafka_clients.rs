@@ -1,0 +1,347 @@
+//! librdkafka (through the rdkafka crate) against a real ringlog process: admin, keyed
+//! produce, consume from the beginning, compression, offsets for times, a broker killed
+//! and restarted mid-stream. Every test checks what came back, message by message.
+
+mod broker;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use broker::BrokerProcess;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn admin(broker: &BrokerProcess) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .create()
+        .expect("admin client")
+}
+
+fn producer(broker: &BrokerProcess, extra: &[(&str, &str)]) -> FutureProducer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &broker.address)
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    config.create().expect("producer")
+}
+
+/// A consumer assigned to every partition from the beginning (no group).
+fn consumer_from_beginning(broker: &BrokerProcess, topic: &str, partitions: i32) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("enable.auto.commit", "false")
+        .set("group.id", "unused-no-subscribe")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
+/// (partition, offset, key, value) of `count` messages.
+fn consume(consumer: &BaseConsumer, count: usize) -> Vec<(i32, i64, Option<String>, String)> {
+    let mut received = Vec::new();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while received.len() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {count} messages arrived",
+            received.len()
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("consumed message");
+            received.push((
+                message.partition(),
+                message.offset(),
+                message
+                    .key()
+                    .map(|key| String::from_utf8_lossy(key).into_owned()),
+                String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+            ));
+        }
+    }
+    received
+}
+
+async fn create_topic(
+    broker: &BrokerProcess,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<(), RDKafkaErrorCode> {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        topic = topic.set(key, value);
+    }
+    let results = admin(broker)
+        .create_topics(
+            &[topic],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .expect("create_topics request");
+    match &results[0] {
+        Ok(_) => Ok(()),
+        Err((_, code)) => Err(*code),
+    }
+}
+
+#[tokio::test]
+async fn keyed_messages_keep_their_partition_and_order_and_read_back_from_the_beginning() {
+    let broker = BrokerProcess::start(2);
+    create_topic(&broker, "payment-done", 3, &[])
+        .await
+        .expect("topic created");
+    let producer = producer(&broker, &[]);
+    let mut sent: BTreeMap<i32, Vec<(String, String)>> = BTreeMap::new();
+    for i in 0..300 {
+        let key = format!("customer-{}", i % 10);
+        let value = format!("payment {i}");
+        let delivery = producer
+            .send(
+                FutureRecord::to("payment-done").key(&key).payload(&value),
+                TIMEOUT,
+            )
+            .await
+            .expect("delivered");
+        let (partition, offset) = (delivery.partition, delivery.offset);
+        assert_eq!(
+            partition,
+            protocol::partitioner::partition_for_key(key.as_bytes(), 3),
+            "same key, same (Java murmur2) partition"
+        );
+        let log = sent.entry(partition).or_default();
+        assert_eq!(
+            offset,
+            log.len() as i64,
+            "offsets are dense within a partition"
+        );
+        log.push((key, value));
+    }
+    let consumer = consumer_from_beginning(&broker, "payment-done", 3);
+    let received = consume(&consumer, 300);
+    let mut by_partition: BTreeMap<i32, Vec<(String, String)>> = BTreeMap::new();
+    for (partition, offset, key, value) in received {
+        let log = by_partition.entry(partition).or_default();
+        assert_eq!(
+            offset,
+            log.len() as i64,
+            "partition {partition} arrives in offset order"
+        );
+        log.push((key.expect("keyed"), value));
+    }
+    assert_eq!(
+        by_partition, sent,
+        "every message back exactly once, in order"
+    );
+}
+
+#[tokio::test]
+async fn zstd_and_gzip_batches_round_trip() {
+    let broker = BrokerProcess::start(2);
+    for codec in ["zstd", "gzip", "none"] {
+        let topic = format!("compressed-{codec}");
+        create_topic(&broker, &topic, 1, &[])
+            .await
+            .expect("topic created");
+        let producer = producer(&broker, &[("compression.type", codec), ("linger.ms", "50")]);
+        let values: Vec<String> = (0..200)
+            .map(|i| format!("{{\"event\":\"payment-done\",\"amount\":{i},\"currency\":\"EUR\"}}"))
+            .collect();
+        let sends = values
+            .iter()
+            .map(|value| producer.send(FutureRecord::<(), _>::to(&topic).payload(value), TIMEOUT));
+        for delivered in futures_util::future::join_all(sends).await {
+            delivered.expect("delivered");
+        }
+        let consumer = consumer_from_beginning(&broker, &topic, 1);
+        let received: Vec<String> = consume(&consumer, 200)
+            .into_iter()
+            .map(|(_, _, _, value)| value)
+            .collect();
+        assert_eq!(received, values, "{codec}");
+    }
+}
+
+#[tokio::test]
+async fn headers_and_timestamps_round_trip_and_offsets_for_times_finds_them() {
+    let broker = BrokerProcess::start(1);
+    create_topic(&broker, "timed", 1, &[])
+        .await
+        .expect("topic created");
+    let producer = producer(&broker, &[]);
+    let t0 = 1_700_000_000_000i64;
+    for i in 0..50i64 {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "trace",
+            value: Some(format!("t{i}").as_bytes()),
+        });
+        producer
+            .send(
+                FutureRecord::<(), _>::to("timed")
+                    .payload(&format!("at {i}"))
+                    .timestamp(t0 + i * 1000)
+                    .headers(headers),
+                TIMEOUT,
+            )
+            .await
+            .expect("delivered");
+    }
+    let consumer = consumer_from_beginning(&broker, "timed", 1);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut seen = 0i64;
+    while seen < 50 {
+        assert!(std::time::Instant::now() < deadline);
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.expect("message");
+        assert_eq!(message.offset(), seen);
+        assert_eq!(message.timestamp().to_millis(), Some(t0 + seen * 1000));
+        let header = message.headers().expect("headers").get(0);
+        assert_eq!(header.key, "trace");
+        assert_eq!(header.value, Some(format!("t{seen}").as_bytes()));
+        seen += 1;
+    }
+    let mut query = TopicPartitionList::new();
+    query
+        .add_partition_offset("timed", 0, Offset::Offset(t0 + 20_500))
+        .unwrap();
+    let found = consumer
+        .offsets_for_times(query, TIMEOUT)
+        .expect("offsets for times");
+    assert_eq!(
+        found.find_partition("timed", 0).unwrap().offset(),
+        Offset::Offset(21)
+    );
+    let (low, high) = consumer
+        .fetch_watermarks("timed", 0, TIMEOUT)
+        .expect("watermarks");
+    assert_eq!((low, high), (0, 50));
+}
+
+#[tokio::test]
+async fn acknowledged_messages_survive_a_kill_9_mid_stream() {
+    let mut broker = BrokerProcess::start(2);
+    create_topic(&broker, "durable", 2, &[])
+        .await
+        .expect("topic created");
+    let producer = producer(&broker, &[("retries", "100"), ("retry.backoff.ms", "100")]);
+    let mut delivered = Vec::new();
+    for i in 0..100 {
+        let key = format!("k{}", i % 4);
+        let result = producer
+            .send(
+                FutureRecord::to("durable")
+                    .key(&key)
+                    .payload(&format!("before {i}")),
+                TIMEOUT,
+            )
+            .await;
+        let delivery = result.expect("delivered");
+        delivered.push((delivery.partition, delivery.offset));
+    }
+    broker.kill_and_restart();
+    for i in 0..100 {
+        let key = format!("k{}", i % 4);
+        let result = producer
+            .send(
+                FutureRecord::to("durable")
+                    .key(&key)
+                    .payload(&format!("after {i}")),
+                TIMEOUT,
+            )
+            .await;
+        let delivery = result.expect("delivered after restart");
+        delivered.push((delivery.partition, delivery.offset));
+    }
+    let consumer = consumer_from_beginning(&broker, "durable", 2);
+    let received = consume(&consumer, 200);
+    let mut got: Vec<(i32, i64)> = received.iter().map(|(p, o, _, _)| (*p, *o)).collect();
+    got.sort_unstable();
+    delivered.sort_unstable();
+    assert_eq!(
+        got, delivered,
+        "every acknowledged message is there, at the offset it was acknowledged with"
+    );
+    let befores = received
+        .iter()
+        .filter(|(_, _, _, value)| value.starts_with("before"))
+        .count();
+    assert_eq!(befores, 100);
+}
+
+#[tokio::test]
+async fn auto_creation_and_config_refusals() {
+    let broker = BrokerProcess::start(2);
+    // Producing to an unknown topic creates it (auto.create.topics.enable, num.partitions=1).
+    let producer = producer(&broker, &[]);
+    let delivery = producer
+        .send(
+            FutureRecord::<(), _>::to("created-on-demand").payload("first"),
+            TIMEOUT,
+        )
+        .await
+        .expect("delivered");
+    assert_eq!((delivery.partition, delivery.offset), (0, 0));
+    // An existing topic cannot be created again; an unimplemented config is refused.
+    assert_eq!(
+        create_topic(&broker, "created-on-demand", 1, &[]).await,
+        Err(RDKafkaErrorCode::TopicAlreadyExists)
+    );
+    assert_eq!(
+        create_topic(&broker, "compacted", 1, &[("cleanup.policy", "compact")]).await,
+        Err(RDKafkaErrorCode::InvalidConfig)
+    );
+    assert_eq!(
+        create_topic(&broker, "bad name!", 1, &[]).await,
+        Err(RDKafkaErrorCode::InvalidTopic)
+    );
+    assert_eq!(
+        create_topic(
+            &broker,
+            "with-retention",
+            2,
+            &[("retention.ms", "60000"), ("segment.bytes", "1048576")]
+        )
+        .await,
+        Ok(())
+    );
+    let metadata = admin(&broker)
+        .inner()
+        .fetch_metadata(None, TIMEOUT)
+        .expect("metadata");
+    let mut topics: Vec<(String, usize)> = metadata
+        .topics()
+        .iter()
+        .map(|topic| (topic.name().to_string(), topic.partitions().len()))
+        .collect();
+    topics.sort();
+    assert_eq!(
+        topics,
+        vec![
+            ("created-on-demand".to_string(), 1),
+            ("with-retention".to_string(), 2)
+        ]
+    );
+}
