@@ -345,3 +345,47 @@ async fn auto_creation_and_config_refusals() {
         ]
     );
 }
+
+#[tokio::test]
+async fn idempotent_producer_delivers_each_message_once_in_order() {
+    let broker = BrokerProcess::start(2);
+    create_topic(&broker, "exactly-once-ish", 1, &[])
+        .await
+        .expect("topic created");
+    let producer = producer(
+        &broker,
+        &[("enable.idempotence", "true"), ("linger.ms", "2")],
+    );
+    let sends = (0..200).map(|i| {
+        let value = format!("event {i}");
+        let producer = &producer;
+        async move {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to("exactly-once-ish").payload(&value),
+                    TIMEOUT,
+                )
+                .await
+        }
+    });
+    for (i, delivered) in futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            delivered.expect("delivered").offset,
+            i as i64,
+            "in order, no gaps, no duplicates"
+        );
+    }
+    let consumer = consumer_from_beginning(&broker, "exactly-once-ish", 1);
+    let values: Vec<String> = consume(&consumer, 200)
+        .into_iter()
+        .map(|(_, _, _, value)| value)
+        .collect();
+    assert_eq!(
+        values,
+        (0..200).map(|i| format!("event {i}")).collect::<Vec<_>>()
+    );
+}

@@ -343,3 +343,259 @@ fn cli_round_trip_with_keys_headers_and_topic_admin() {
     let (ok, _, err) = broker.cli(&["consume", "payment-done", "-e"], "");
     assert!(!ok && err.contains("UnknownTopicOrPartition"), "{err}");
 }
+
+/// Every supported version of every API is answered (a field a version cannot carry would
+/// make the response fail to encode and the connection close).
+#[tokio::test]
+async fn every_supported_version_of_every_api_is_answered() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+
+    let broker = BrokerProcess::start(2);
+    let mut client = Client::connect(&broker.address, "sweep").await.unwrap();
+    let range = |key: ApiKey| {
+        let api = protocol::versions::supported(key).unwrap();
+        api.min_version..=api.max_version
+    };
+    for version in range(ApiKey::ApiVersions) {
+        let response = client
+            .send_version(&ApiVersionsRequest::default(), version)
+            .await
+            .unwrap();
+        assert_eq!(response.error_code, 0, "ApiVersions v{version}");
+    }
+    for version in range(ApiKey::CreateTopics) {
+        let topic = format!("sweep-{version}");
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(name(&topic))
+                .with_num_partitions(2)
+                .with_replication_factor(1)]);
+        let response = client.send_version(&request, version).await.unwrap();
+        assert_eq!(response.topics[0].error_code, 0, "CreateTopics v{version}");
+    }
+    for version in range(ApiKey::Metadata) {
+        let request = MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name("sweep-2"))),
+        ]));
+        let response = client.send_version(&request, version).await.unwrap();
+        assert_eq!(
+            response.topics[0].partitions.len(),
+            2,
+            "Metadata v{version}"
+        );
+    }
+    for version in range(ApiKey::Produce) {
+        let response = client
+            .send_version(&produce_request("sweep-2", 0, batch(&["v"])), version)
+            .await
+            .unwrap();
+        assert_eq!(
+            response.responses[0].partition_responses[0].error_code, 0,
+            "Produce v{version}"
+        );
+    }
+    for version in range(ApiKey::Fetch) {
+        let response = client
+            .send_version(&fetch_request("sweep-2", 0, 0, 0), version)
+            .await
+            .unwrap();
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!(
+            (partition.error_code, partition.high_watermark),
+            (0, 7),
+            "Fetch v{version}"
+        );
+    }
+    for version in range(ApiKey::ListOffsets) {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name("sweep-2"))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-1)])]);
+        let response = client.send_version(&request, version).await.unwrap();
+        assert_eq!(
+            response.topics[0].partitions[0].offset, 7,
+            "ListOffsets v{version}"
+        );
+    }
+    for version in range(ApiKey::DescribeConfigs) {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("sweep-2")),
+        ]);
+        let response = client.send_version(&request, version).await.unwrap();
+        assert!(
+            response.results[0]
+                .configs
+                .iter()
+                .any(|config| config.name.as_str() == "retention.ms"),
+            "DescribeConfigs v{version}"
+        );
+    }
+    for version in range(ApiKey::AlterConfigs) {
+        use kafka_protocol::messages::alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        let request =
+            AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("sweep-2"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_value(Some(StrBytes::from_static_str("3600000")))])]);
+        let response = client.send_version(&request, version).await.unwrap();
+        assert_eq!(
+            response.responses[0].error_code, 0,
+            "AlterConfigs v{version}"
+        );
+    }
+    for version in range(ApiKey::IncrementalAlterConfigs) {
+        use kafka_protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("sweep-2"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("cleanup.policy"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str("compact")))]),
+        ]);
+        let response = client.send_version(&request, version).await.unwrap();
+        assert_eq!(
+            response.responses[0].error_code,
+            ErrorCode::InvalidConfig.code(),
+            "IncrementalAlterConfigs v{version}"
+        );
+    }
+    for (step, version) in range(ApiKey::CreatePartitions).enumerate() {
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(name("sweep-3"))
+                .with_count(3 + step as i32)]);
+        let response = client.send_version(&request, version).await.unwrap();
+        assert_eq!(
+            response.results[0].error_code, 0,
+            "CreatePartitions v{version}"
+        );
+    }
+    for version in range(ApiKey::DescribeCluster) {
+        let response = client
+            .send_version(&DescribeClusterRequest::default(), version)
+            .await
+            .unwrap();
+        assert_eq!(response.brokers.len(), 1, "DescribeCluster v{version}");
+    }
+    for version in range(ApiKey::InitProducerId) {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1);
+        let response = client.send_version(&request, version).await.unwrap();
+        assert!(response.producer_id.0 >= 0, "InitProducerId v{version}");
+    }
+    for version in range(ApiKey::DeleteTopics) {
+        let topic = format!("sweep-{}", version + 1);
+        let request = if version >= 6 {
+            DeleteTopicsRequest::default().with_topics(vec![
+                DeleteTopicState::default().with_name(Some(name(&topic)))
+            ])
+        } else {
+            DeleteTopicsRequest::default().with_topic_names(vec![name(&topic)])
+        };
+        let response = client
+            .send_version(&request.with_timeout_ms(5000), version)
+            .await
+            .unwrap();
+        assert_eq!(
+            response.responses[0].error_code, 0,
+            "DeleteTopics v{version}"
+        );
+    }
+}
+
+/// An idempotent producer's retried batch is acknowledged without being written twice; a
+/// gap in sequences is refused; an old epoch is fenced.
+#[tokio::test]
+async fn idempotent_produce_dedupes_retries_and_refuses_gaps() {
+    let broker = BrokerProcess::start(2);
+    let mut client = Client::connect(&broker.address, "idempotent")
+        .await
+        .unwrap();
+    let (ok, _, err) = broker.cli(&["topic", "create", "payments"], "");
+    assert!(ok, "{err}");
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
+    let producer = client.send(&init).await.unwrap();
+    assert_eq!(producer.error_code, 0);
+    let (id, epoch) = (producer.producer_id.0, producer.producer_epoch);
+    let idempotent = |sequence: i32, values: &[&str]| {
+        let mut builder = RecordBatchBuilder::new(1_700_000_000_000).producer(id, epoch, sequence);
+        for value in values {
+            builder.push(None, Some(value.as_bytes()), 1_700_000_000_000);
+        }
+        produce_request("payments", 0, builder.finish().into())
+    };
+    assert_eq!(
+        produce_error(&mut client, &idempotent(0, &["a", "b"])).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce_error(&mut client, &idempotent(2, &["c"])).await,
+        (0, 2)
+    );
+    // The retry of sequence 0..1 is answered with its original offset and not stored again.
+    assert_eq!(
+        produce_error(&mut client, &idempotent(0, &["a", "b"])).await,
+        (0, 0)
+    );
+    let (code, _) = produce_error(&mut client, &idempotent(9, &["gap"])).await;
+    assert_eq!(code, ErrorCode::OutOfOrderSequenceNumber.code());
+    assert_eq!(
+        produce_error(&mut client, &idempotent(3, &["d"])).await,
+        (0, 3)
+    );
+    let response = client
+        .send(&fetch_request("payments", 0, 0, 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.responses[0].partitions[0].high_watermark, 4,
+        "a, b, c, d: nothing twice"
+    );
+    // A bumped epoch fences the old one.
+    let bumped = client
+        .send(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(producer.producer_id)
+                .with_producer_epoch(epoch),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bumped.producer_epoch, epoch + 1);
+    let mut builder = RecordBatchBuilder::new(0).producer(id, epoch + 1, 0);
+    builder.push(None, Some(b"new epoch"), 0);
+    assert_eq!(
+        produce_error(
+            &mut client,
+            &produce_request("payments", 0, builder.finish().into())
+        )
+        .await,
+        (0, 4)
+    );
+    let (code, _) = produce_error(&mut client, &idempotent(4, &["stale"])).await;
+    assert_eq!(code, ErrorCode::InvalidProducerEpoch.code());
+}
