@@ -29,6 +29,7 @@
 pub mod api;
 pub mod catalog;
 pub mod io;
+pub mod metrics;
 pub mod producer_state;
 pub mod server;
 pub mod storage;

@@ -599,3 +599,65 @@ async fn idempotent_produce_dedupes_retries_and_refuses_gaps() {
     let (code, _) = produce_error(&mut client, &idempotent(4, &["stale"])).await;
     assert_eq!(code, ErrorCode::InvalidProducerEpoch.code());
 }
+
+#[tokio::test]
+async fn metrics_count_requests_records_and_fsyncs() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_address = format!("127.0.0.1:{port}");
+    let broker = BrokerProcess::start_with(2, &["--metrics-listen", &metrics_address]);
+    let mut client = Client::connect(&broker.address, "metered").await.unwrap();
+    let (ok, _, err) = broker.cli(&["topic", "create", "metered"], "");
+    assert!(ok, "{err}");
+    assert_eq!(
+        produce_error(
+            &mut client,
+            &produce_request("metered", 0, batch(&["a", "b", "c"]))
+        )
+        .await,
+        (0, 0)
+    );
+    let scrape = || async {
+        let mut stream = TcpStream::connect(&metrics_address)
+            .await
+            .expect("metrics port");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        text
+    };
+    let text = scrape().await;
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(
+        text.contains("ringlog_produce_records_total{topic=\"metered\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ringlog_request_latency_seconds_count{api=\"Produce\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("ringlog_fsync_latency_seconds_count 0"),
+        "{text}"
+    );
+    assert!(text.contains("ringlog_connections_open "), "{text}");
+    // Partition sizes are published every few seconds.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let text = scrape().await;
+        if text.contains("ringlog_partition_log_bytes{topic=\"metered\",partition=\"0\"}") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partition size never published:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -134,6 +134,17 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
         .collect();
     let mut response = FetchResponse::default().with_responses(responses);
     limit_response_bytes(&mut response, response_max_bytes);
+    for topic in &response.responses {
+        let bytes: usize = topic
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+            .sum();
+        shard
+            .context
+            .metrics
+            .fetched(topic.topic.0.as_str(), bytes as u64);
+    }
     response
 }
 

@@ -178,6 +178,7 @@ async fn produce_partition(
     };
     let mut waits = Vec::with_capacity(batches.len());
     let mut duplicate_base = None;
+    let (mut records_appended, mut bytes_appended) = (0u64, 0u64);
     for (batch, _) in batches {
         let header = BatchHeader::parse(&batch).expect("validated above");
         if header.producer_id >= 0 {
@@ -199,8 +200,11 @@ async fn produce_partition(
                 }
             }
         }
+        let batch_bytes = batch.len() as u64;
         match local.log.append(batch, ack).await {
             Ok(appended) => {
+                records_appended += u64::from(header.record_count.max(0) as u32);
+                bytes_appended += batch_bytes;
                 if header.producer_id >= 0 {
                     if let Ok(mut producers) = local.producers().await {
                         producers.record(&header, appended.base_offset);
@@ -213,6 +217,10 @@ async fn produce_partition(
             }
         }
     }
+    shard
+        .context
+        .metrics
+        .produced(&work.topic.name, records_appended, bytes_appended);
     let base_offset = duplicate_base
         .or(waits.first().map(|appended| appended.base_offset))
         .unwrap_or(-1);

@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Largest request frame accepted (socket.request.max.bytes).
     #[arg(long, default_value_t = protocol::frame::DEFAULT_MAX_FRAME_BYTES)]
     pub max_request_bytes: usize,
+    /// Serve Prometheus metrics at GET /metrics on this address (port 0 picks a free port).
+    #[arg(long, env = "RINGLOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Seconds between retention checks (log.retention.check.interval.ms / 1000).
     #[arg(long, default_value_t = 300)]
     pub retention_check_secs: u64,
@@ -55,10 +58,14 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         auto_create_topics: !args.no_auto_create_topics,
         max_request_bytes: args.max_request_bytes,
         retention_check_interval: std::time::Duration::from_secs(args.retention_check_secs.max(1)),
+        metrics_listen: args.metrics_listen,
         ..defaults
     };
     let broker = Broker::start(config).map_err(|error| error.to_string())?;
     println!("ringlog listening on {}", broker.address);
+    if let Some(metrics) = broker.metrics_address {
+        println!("ringlog metrics on http://{metrics}/metrics");
+    }
     let _ = std::io::stdout().flush();
     wait_for_signal()?;
     tracing::info!("shutting down");

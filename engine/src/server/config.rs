@@ -34,6 +34,8 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// Most requests a shard's inbox holds before senders wait.
     pub shard_inbox_capacity: usize,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for BrokerConfig {
@@ -54,6 +56,7 @@ impl Default for BrokerConfig {
             log_defaults: LogConfig::default(),
             retention_check_interval: Duration::from_secs(300),
             shard_inbox_capacity: 1024,
+            metrics_listen: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -27,6 +28,15 @@ const READ_CHUNK_BYTES_MAX: usize = 1024 * 1024;
 
 pub async fn serve(shard: Rc<Shard>, connection: Connection, peer: SocketAddr) {
     tracing::debug!(shard = shard.id, %peer, "connection opened");
+    let metrics = shard.context.metrics.clone();
+    metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+    metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+    serve_frames(&shard, &connection, peer).await;
+    metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+    tracing::debug!(shard = shard.id, %peer, "connection closed");
+}
+
+async fn serve_frames(shard: &Rc<Shard>, connection: &Connection, peer: SocketAddr) {
     let max_request_bytes = shard.context.config.max_request_bytes;
     let mut buffer = BytesMut::new();
     let mut chunk: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
@@ -34,7 +44,7 @@ pub async fn serve(shard: Rc<Shard>, connection: Connection, peer: SocketAddr) {
         loop {
             match frame::split_frame(&mut buffer, max_request_bytes) {
                 Ok(Some(request)) => {
-                    if let Err(reason) = handle_frame(&shard, &connection, request).await {
+                    if let Err(reason) = handle_frame(shard, connection, request).await {
                         tracing::info!(%peer, %reason, "closing connection");
                         return;
                     }
@@ -70,7 +80,6 @@ pub async fn serve(shard: Rc<Shard>, connection: Connection, peer: SocketAddr) {
             buffer = BytesMut::new();
         }
     }
-    tracing::debug!(shard = shard.id, %peer, "connection closed");
 }
 
 fn refuse_frame(peer: &SocketAddr, error: &FrameError) {
@@ -85,15 +94,21 @@ async fn handle_frame(
 ) -> Result<(), String> {
     let response = match decode_request(frame) {
         Ok(request) => {
+            let started = std::time::Instant::now();
             let correlation_id = request.header.correlation_id;
             let (api_key, api_version) = (request.api_key, request.api_version);
-            match api::handle(shard, request).await? {
+            let response = match api::handle(shard, request).await? {
                 Some(body) => Some(
                     encode_response(correlation_id, api_key, api_version, &body)
                         .map_err(|error| error.to_string())?,
                 ),
                 None => None,
-            }
+            };
+            shard
+                .context
+                .metrics
+                .request_done(api_key as i16, started.elapsed());
+            response
         }
         Err(error) => Some(refusal(&error)?),
     };

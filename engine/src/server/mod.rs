@@ -41,6 +41,8 @@ pub enum BrokerError {
 /// A running broker.
 pub struct Broker {
     pub address: SocketAddr,
+    /// Where `GET /metrics` is served, if anywhere.
+    pub metrics_address: Option<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
 }
@@ -77,11 +79,31 @@ impl Broker {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.cores)
             .map(|_| mpsc::channel::<Job>(config.shard_inbox_capacity))
             .unzip();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let metrics_address = match config.metrics_listen {
+            Some(listen) => {
+                let listener =
+                    std::net::TcpListener::bind(listen).map_err(|source| BrokerError::Listen {
+                        address: listen,
+                        source,
+                    })?;
+                let served =
+                    crate::metrics::serve(listener, metrics.clone()).map_err(|source| {
+                        BrokerError::Listen {
+                            address: listen,
+                            source,
+                        }
+                    })?;
+                Some(served)
+            }
+            None => None,
+        };
         let context = Arc::new(BrokerContext {
             config: config.clone(),
             catalog,
             inboxes: senders,
             advertised: (host, i32::from(address.port())),
+            metrics,
         });
         let (shutdown, shutdown_seen) = watch::channel(false);
         let (ready_sender, ready) = std::sync::mpsc::channel();
@@ -126,6 +148,7 @@ impl Broker {
         tracing::info!(%address, shards = config.cores, data_dir = %config.data_dir.display(), "ringlog is serving");
         Ok(Broker {
             address,
+            metrics_address,
             threads,
             shutdown,
         })
@@ -176,6 +199,7 @@ async fn run_shard(
     let _ = ready.send(Ok(()));
     let shard_for_inbox = shard.clone();
     tokio::task::spawn_local(retention_loop(shard.clone()));
+    tokio::task::spawn_local(publish_sizes_loop(shard.clone()));
     // Accepting and the inbox each run in a task of their own: an io_uring accept must never
     // be cancelled (as a losing `select!` branch would be), or the connection it completes
     // with is lost.
@@ -223,6 +247,15 @@ async fn open_owned_partitions(shard: &Rc<Shard>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Publishes this shard's partition log sizes to the metrics every few seconds.
+async fn publish_sizes_loop(shard: Rc<Shard>) {
+    loop {
+        let sizes = shard.local_partition_sizes();
+        shard.context.metrics.publish_partition_sizes(sizes);
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
 }
 
 async fn retention_loop(shard: Rc<Shard>) {

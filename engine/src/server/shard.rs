@@ -31,6 +31,7 @@ pub struct BrokerContext {
     pub inboxes: Vec<mpsc::Sender<Job>>,
     /// Host and port clients are told to use.
     pub advertised: (String, i32),
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A partition log this shard owns, with its topic settings and idempotent producers.
@@ -167,6 +168,7 @@ impl Shard {
 
     /// Closes and deletes the local partitions of a deleted topic.
     pub async fn drop_topic(&self, name: &str) -> Result<(), StorageError> {
+        self.context.metrics.forget_topic(name);
         let removed: Vec<_> = {
             let mut partitions = self.partitions.borrow_mut();
             let keys: Vec<_> = partitions
@@ -204,6 +206,15 @@ impl Shard {
             }
         }
         Ok(())
+    }
+
+    /// (topic, partition) and log size of every local partition.
+    pub fn local_partition_sizes(&self) -> Vec<((String, i32), u64)> {
+        self.partitions
+            .borrow()
+            .iter()
+            .map(|(key, local)| (key.clone(), local.log.size_bytes()))
+            .collect()
     }
 
     /// Every local partition (for retention and shutdown).

@@ -172,9 +172,11 @@ async fn execute(
         });
     }
     for (_, file) in &job.sync {
+        let started = std::time::Instant::now();
         file.sync_data()
             .await
             .map_err(|source| StorageError::io("cannot fdatasync", file.path(), source))?;
+        super::stats::FSYNC_LATENCY.record(started.elapsed());
     }
     Ok(completed)
 }

@@ -18,6 +18,7 @@ pub mod partition_log;
 pub mod recovery;
 pub mod retention;
 pub mod segment;
+pub mod stats;
 pub mod tail_cache;
 pub mod time_index;
 pub mod write_buffer;

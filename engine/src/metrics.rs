@@ -1,0 +1,294 @@
+//! Broker metrics in Prometheus text format, served over HTTP on a port of their own
+//! (`--metrics-listen`).
+//!
+//! Counters are atomics shared by every shard; per-topic counters sit behind a mutex taken
+//! once per request. Partition log sizes are published by each owner shard every few
+//! seconds. The HTTP server is one plain thread: it answers `GET /metrics` and nothing else.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of latency buckets, in microseconds.
+const BUCKETS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 5_000_000,
+];
+/// API keys tracked (Kafka's keys are below this).
+const API_KEYS: usize = 80;
+
+/// A latency histogram of fixed buckets.
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn record(&self, elapsed: Duration) {
+        let us = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
+        if let Some(bucket) = BUCKETS_US.iter().position(|bound| us <= *bound) {
+            self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let separator = if labels.is_empty() { "" } else { "," };
+        for (bound, bucket) in BUCKETS_US.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let seconds = *bound as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{separator}le=\"{seconds}\"}} {cumulative}"
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {count}"
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{braces} {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct TopicCounters {
+    produce_requests: u64,
+    produce_records: u64,
+    produce_bytes: u64,
+    fetch_requests: u64,
+    fetch_bytes: u64,
+}
+
+/// Every metric of the broker.
+pub struct Metrics {
+    pub connections_open: AtomicI64,
+    pub connections_total: AtomicU64,
+    requests: [Histogram; API_KEYS],
+    topics: Mutex<BTreeMap<String, TopicCounters>>,
+    partition_sizes: Mutex<BTreeMap<(String, i32), u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            connections_open: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            requests: std::array::from_fn(|_| Histogram::default()),
+            topics: Mutex::new(BTreeMap::new()),
+            partition_sizes: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn request_done(&self, api_key: i16, elapsed: Duration) {
+        if let Some(histogram) = usize::try_from(api_key)
+            .ok()
+            .and_then(|key| self.requests.get(key))
+        {
+            histogram.record(elapsed);
+        }
+    }
+
+    pub fn produced(&self, topic: &str, records: u64, bytes: u64) {
+        let mut topics = self
+            .topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let counters = topics.entry(topic.to_string()).or_default();
+        counters.produce_requests += 1;
+        counters.produce_records += records;
+        counters.produce_bytes += bytes;
+    }
+
+    pub fn fetched(&self, topic: &str, bytes: u64) {
+        let mut topics = self
+            .topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let counters = topics.entry(topic.to_string()).or_default();
+        counters.fetch_requests += 1;
+        counters.fetch_bytes += bytes;
+    }
+
+    /// Replaces the published sizes of one shard's partitions.
+    pub fn publish_partition_sizes(&self, sizes: Vec<((String, i32), u64)>) {
+        let mut published = self
+            .partition_sizes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (key, size) in sizes {
+            published.insert(key, size);
+        }
+    }
+
+    pub fn forget_topic(&self, topic: &str) {
+        self.topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(topic);
+        self.partition_sizes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|(name, _), _| name != topic);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# TYPE ringlog_connections_open gauge");
+        let _ = writeln!(
+            out,
+            "ringlog_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# TYPE ringlog_connections_total counter");
+        let _ = writeln!(
+            out,
+            "ringlog_connections_total {}",
+            self.connections_total.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# TYPE ringlog_request_latency_seconds histogram");
+        for (key, histogram) in self.requests.iter().enumerate() {
+            if histogram.count.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let api = kafka_protocol::messages::ApiKey::try_from(key as i16)
+                .map(|api| format!("{api:?}"))
+                .unwrap_or_else(|()| key.to_string());
+            histogram.render(
+                &mut out,
+                "ringlog_request_latency_seconds",
+                &format!("api=\"{api}\""),
+            );
+        }
+        let topics = self
+            .topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for (name, kind, value) in [
+            (
+                "ringlog_produce_requests_total",
+                "counter",
+                (|c: &TopicCounters| c.produce_requests) as fn(&TopicCounters) -> u64,
+            ),
+            ("ringlog_produce_records_total", "counter", |c| {
+                c.produce_records
+            }),
+            ("ringlog_produce_bytes_total", "counter", |c| {
+                c.produce_bytes
+            }),
+            ("ringlog_fetch_requests_total", "counter", |c| {
+                c.fetch_requests
+            }),
+            ("ringlog_fetch_bytes_total", "counter", |c| c.fetch_bytes),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (topic, counters) in &topics {
+                let _ = writeln!(out, "{name}{{topic=\"{topic}\"}} {}", value(counters));
+            }
+        }
+        let _ = writeln!(out, "# TYPE ringlog_partition_log_bytes gauge");
+        for ((topic, partition), size) in self
+            .partition_sizes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "ringlog_partition_log_bytes{{topic=\"{topic}\",partition=\"{partition}\"}} {size}"
+            );
+        }
+        let _ = writeln!(out, "# TYPE ringlog_fsync_latency_seconds histogram");
+        crate::storage::stats::FSYNC_LATENCY.render(&mut out, "ringlog_fsync_latency_seconds", "");
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` from a thread of its own.
+pub fn serve(
+    listener: TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+) -> std::io::Result<SocketAddr> {
+    let address = listener.local_addr()?;
+    std::thread::Builder::new().name("ringlog-metrics".into()).spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = [0u8; 2048];
+            let read = stream.read(&mut request).unwrap_or(0);
+            let first_line = String::from_utf8_lossy(&request[..read]).lines().next().unwrap_or("").to_string();
+            let (status, body) = if first_line.starts_with("GET /metrics") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", "ringlog serves GET /metrics only\n".to_string())
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    })?;
+    Ok(address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let metrics = Metrics::default();
+        metrics.produced("orders", 10, 1000);
+        metrics.produced("orders", 5, 500);
+        metrics.request_done(0, Duration::from_micros(300));
+        metrics.request_done(0, Duration::from_millis(20));
+        let text = metrics.render();
+        assert!(
+            text.contains("ringlog_produce_records_total{topic=\"orders\"} 15"),
+            "{text}"
+        );
+        assert!(text.contains("ringlog_produce_bytes_total{topic=\"orders\"} 1500"));
+        assert!(
+            text.contains(
+                "ringlog_request_latency_seconds_bucket{api=\"Produce\",le=\"0.0005\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ringlog_request_latency_seconds_bucket{api=\"Produce\",le=\"+Inf\"} 2")
+        );
+        assert!(text.contains("ringlog_request_latency_seconds_count{api=\"Produce\"} 2"));
+    }
+}
