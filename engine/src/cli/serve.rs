@@ -1,66 +1,170 @@
-//! `ringlog serve`.
+//! `ringlog serve`: settings from a TOML file (`--config`), the environment and flags;
+//! flags and environment win over the file, the file over built-in defaults.
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use engine::io::Backend;
 use engine::server::{Broker, BrokerConfig};
+use engine::storage::FlushPolicy;
+use serde::Deserialize;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Directory for partition data and the topic catalog.
-    #[arg(long, env = "RINGLOG_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Address to listen on (port 0 picks a free port, printed at start).
-    #[arg(long, env = "RINGLOG_LISTEN", default_value = "127.0.0.1:9092")]
-    pub listen: SocketAddr,
+    /// TOML file with broker settings (keys as the long flags, with '_': data_dir, listen,
+    /// cores, ..., and a [log] table for partition defaults).
+    #[arg(long, env = "RINGLOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for partition data and the topic catalog [default: ./data].
+    #[arg(long, env = "RINGLOG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port, printed at start [default: 127.0.0.1:9092].
+    #[arg(long, env = "RINGLOG_LISTEN")]
+    pub listen: Option<SocketAddr>,
     /// Host name given to clients in metadata (default: the listen address).
     #[arg(long, env = "RINGLOG_ADVERTISED_HOST")]
     pub advertised_host: Option<String>,
-    /// Shards: threads, one per core (default: every core).
+    /// Shards: threads, one per core [default: every core].
     #[arg(long, env = "RINGLOG_CORES")]
     pub cores: Option<usize>,
     /// Do not pin shard threads to cores.
     #[arg(long)]
     pub no_pin: bool,
-    /// File I/O and network backend: io-uring, or portable where io_uring is unavailable.
-    #[arg(long, env = "RINGLOG_IO_BACKEND", default_value = "io-uring")]
-    pub io_backend: Backend,
-    /// Partitions of auto-created topics (num.partitions).
-    #[arg(long, default_value_t = 1)]
-    pub num_partitions: i32,
+    /// File I/O and network backend: io-uring, or portable where io_uring is unavailable
+    /// [default: io-uring].
+    #[arg(long, env = "RINGLOG_IO_BACKEND")]
+    pub io_backend: Option<Backend>,
+    /// Partitions of auto-created topics (num.partitions) [default: 1].
+    #[arg(long)]
+    pub num_partitions: Option<i32>,
     /// Refuse to create topics on metadata requests (auto.create.topics.enable=false).
     #[arg(long)]
     pub no_auto_create_topics: bool,
-    /// Largest request frame accepted (socket.request.max.bytes).
-    #[arg(long, default_value_t = protocol::frame::DEFAULT_MAX_FRAME_BYTES)]
-    pub max_request_bytes: usize,
+    /// Largest request frame accepted (socket.request.max.bytes) [default: 104857600].
+    #[arg(long)]
+    pub max_request_bytes: Option<usize>,
     /// Serve Prometheus metrics at GET /metrics on this address (port 0 picks a free port).
     #[arg(long, env = "RINGLOG_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Seconds between retention checks (log.retention.check.interval.ms / 1000).
-    #[arg(long, default_value_t = 300)]
-    pub retention_check_secs: u64,
+    /// Seconds between retention checks (log.retention.check.interval.ms / 1000) [default: 300].
+    #[arg(long)]
+    pub retention_check_secs: Option<u64>,
+}
+
+/// The TOML file. Unknown keys are refused, so a typo is an error, not a silent default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    advertised_host: Option<String>,
+    cores: Option<usize>,
+    pin_cores: Option<bool>,
+    io_backend: Option<String>,
+    num_partitions: Option<i32>,
+    auto_create_topics: Option<bool>,
+    max_request_bytes: Option<usize>,
+    metrics_listen: Option<SocketAddr>,
+    retention_check_secs: Option<u64>,
+    #[serde(default)]
+    log: LogFileConfig,
+}
+
+/// Defaults for every partition log (Kafka's log.* broker settings).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogFileConfig {
+    segment_bytes: Option<u64>,
+    segment_ms: Option<i64>,
+    retention_ms: Option<i64>,
+    retention_bytes: Option<i64>,
+    max_message_bytes: Option<usize>,
+    index_interval_bytes: Option<u32>,
+    /// "every-write" (fsync after each write, the default) or "on-demand" (only for acks=all).
+    flush: Option<String>,
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read config {}: {error}", path.display()))?;
+    toml::from_str(&text).map_err(|error| format!("config {} is invalid: {error}", path.display()))
+}
+
+fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
+    let file = match &args.config {
+        Some(path) => load_file(path)?,
+        None => FileConfig::default(),
+    };
+    let defaults = BrokerConfig::default();
+    let io_backend = match (args.io_backend, &file.io_backend) {
+        (Some(backend), _) => backend,
+        (None, Some(name)) => name.parse()?,
+        (None, None) => defaults.io_backend,
+    };
+    let mut log = defaults.log_defaults.clone();
+    let file_log = file.log;
+    if let Some(bytes) = file_log.segment_bytes {
+        log.segment_bytes = bytes;
+    }
+    if let Some(ms) = file_log.segment_ms {
+        log.segment_ms = ms;
+    }
+    if let Some(ms) = file_log.retention_ms {
+        log.retention_ms = (ms >= 0).then_some(ms);
+    }
+    if let Some(bytes) = file_log.retention_bytes {
+        log.retention_bytes = (bytes >= 0).then_some(bytes as u64);
+    }
+    if let Some(bytes) = file_log.max_message_bytes {
+        log.max_message_bytes = bytes;
+    }
+    if let Some(bytes) = file_log.index_interval_bytes {
+        log.index_interval_bytes = bytes;
+    }
+    log.flush_policy = match file_log.flush.as_deref() {
+        None | Some("every-write") => FlushPolicy::EveryWrite,
+        Some("on-demand") => FlushPolicy::OnDemand,
+        Some(other) => {
+            return Err(format!(
+                "[log] flush = '{other}' must be 'every-write' or 'on-demand'"
+            ))
+        }
+    };
+    log.validate().map_err(|error| error.to_string())?;
+    Ok(BrokerConfig {
+        data_dir: args.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
+        listen: args.listen.or(file.listen).unwrap_or(defaults.listen),
+        advertised_host: args.advertised_host.or(file.advertised_host),
+        cores: args.cores.or(file.cores).unwrap_or(defaults.cores),
+        pin_cores: !args.no_pin && file.pin_cores.unwrap_or(defaults.pin_cores),
+        io_backend,
+        num_partitions: args
+            .num_partitions
+            .or(file.num_partitions)
+            .unwrap_or(defaults.num_partitions),
+        auto_create_topics: !args.no_auto_create_topics
+            && file
+                .auto_create_topics
+                .unwrap_or(defaults.auto_create_topics),
+        max_request_bytes: args
+            .max_request_bytes
+            .or(file.max_request_bytes)
+            .unwrap_or(defaults.max_request_bytes),
+        retention_check_interval: args
+            .retention_check_secs
+            .or(file.retention_check_secs)
+            .map(|secs| std::time::Duration::from_secs(secs.max(1)))
+            .unwrap_or(defaults.retention_check_interval),
+        metrics_listen: args.metrics_listen.or(file.metrics_listen),
+        log_defaults: log,
+        ..defaults
+    })
 }
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
-    let defaults = BrokerConfig::default();
-    let config = BrokerConfig {
-        data_dir: args.data_dir,
-        listen: args.listen,
-        advertised_host: args.advertised_host,
-        cores: args.cores.unwrap_or(defaults.cores),
-        pin_cores: !args.no_pin,
-        io_backend: args.io_backend,
-        num_partitions: args.num_partitions,
-        auto_create_topics: !args.no_auto_create_topics,
-        max_request_bytes: args.max_request_bytes,
-        retention_check_interval: std::time::Duration::from_secs(args.retention_check_secs.max(1)),
-        metrics_listen: args.metrics_listen,
-        ..defaults
-    };
+    let config = broker_config(args)?;
     let broker = Broker::start(config).map_err(|error| error.to_string())?;
     println!("ringlog listening on {}", broker.address);
     if let Some(metrics) = broker.metrics_address {
@@ -88,4 +192,47 @@ fn wait_for_signal() -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Wrapper::parse_from(std::iter::once("serve").chain(args.iter().copied())).serve
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ringlog.toml");
+        std::fs::write(&path, "cores = 3\nnum_partitions = 6\nlisten = \"127.0.0.1:19092\"\n[log]\nsegment_bytes = 1048576\nflush = \"on-demand\"\n").unwrap();
+        let config =
+            broker_config(parse(&["--config", path.to_str().unwrap(), "--cores", "2"])).unwrap();
+        assert_eq!(config.cores, 2, "flag wins");
+        assert_eq!(config.num_partitions, 6, "file wins over default");
+        assert_eq!(config.listen.port(), 19092);
+        assert_eq!(config.log_defaults.segment_bytes, 1_048_576);
+        assert_eq!(config.log_defaults.flush_policy, FlushPolicy::OnDemand);
+        assert_eq!(
+            config.max_request_bytes,
+            protocol::frame::DEFAULT_MAX_FRAME_BYTES,
+            "default"
+        );
+    }
+
+    #[test]
+    fn a_typo_in_the_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ringlog.toml");
+        std::fs::write(&path, "corez = 3\n").unwrap();
+        let error = broker_config(parse(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(error.contains("corez"), "{error}");
+    }
 }
