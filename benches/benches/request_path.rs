@@ -86,5 +86,54 @@ fn bench_produce_request(c: &mut Criterion) {
     broker.shutdown();
 }
 
-criterion_group!(benches, bench_produce_request);
+/// The cost of a hop between shards: with two shards, a topic with two partitions has one
+/// partition on each, so whichever shard accepted the connection, produce to one partition
+/// is handled in place and produce to the other hops to the other core and back. Small
+/// (one-record) requests, acks=1, so the hop is a visible share of the time.
+fn bench_cross_shard_hop(c: &mut Criterion) {
+    let dir = data_dir();
+    let broker = Broker::start(BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cores: 2,
+        pin_cores: true,
+        io_backend: Backend::Uring,
+        ..BrokerConfig::default()
+    })
+    .expect("broker starts");
+    let address = broker.address.to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let topic = TopicName(StrBytes::from_static_str("hop"));
+    let mut client = runtime.block_on(async {
+        let mut client = Client::connect(&address, "bench").await.expect("connect");
+        let create = CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default().with_name(topic.clone()).with_num_partitions(2).with_replication_factor(1)]);
+        client.send(&create).await.expect("topic");
+        client
+    });
+    let batch: bytes::Bytes = BatchTemplate::new(1, 100).batch(0, 1_700_000_000_000).into();
+    let mut group = c.benchmark_group("cross_shard_hop");
+    group.sample_size(20).measurement_time(Duration::from_secs(4));
+    for partition in [0, 1] {
+        let request = ProduceRequest::default().with_acks(1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic.clone())
+            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch.clone()))])]);
+        group.bench_function(format!("produce_1_record_partition_{partition}"), |b| {
+            b.iter_custom(|iterations| {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iterations {
+                        client.send(&request).await.expect("produce");
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+    drop(client);
+    broker.shutdown();
+}
+
+criterion_group!(benches, bench_produce_request, bench_cross_shard_hop);
 criterion_main!(benches);
