@@ -102,22 +102,36 @@ fn bench_cross_shard_hop(c: &mut Criterion) {
     })
     .expect("broker starts");
     let address = broker.address.to_string();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let topic = TopicName(StrBytes::from_static_str("hop"));
     let mut client = runtime.block_on(async {
         let mut client = Client::connect(&address, "bench").await.expect("connect");
-        let create = CreateTopicsRequest::default()
-            .with_topics(vec![CreatableTopic::default().with_name(topic.clone()).with_num_partitions(2).with_replication_factor(1)]);
+        let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+            .with_name(topic.clone())
+            .with_num_partitions(2)
+            .with_replication_factor(1)]);
         client.send(&create).await.expect("topic");
         client
     });
-    let batch: bytes::Bytes = BatchTemplate::new(1, 100).batch(0, 1_700_000_000_000).into();
+    let batch: bytes::Bytes = BatchTemplate::new(1, 100)
+        .batch(0, 1_700_000_000_000)
+        .into();
     let mut group = c.benchmark_group("cross_shard_hop");
-    group.sample_size(20).measurement_time(Duration::from_secs(4));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4));
     for partition in [0, 1] {
-        let request = ProduceRequest::default().with_acks(1).with_timeout_ms(10_000).with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic.clone())
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch.clone()))])]);
+        let request = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic.clone())
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch.clone()))])]);
         group.bench_function(format!("produce_1_record_partition_{partition}"), |b| {
             b.iter_custom(|iterations| {
                 runtime.block_on(async {
