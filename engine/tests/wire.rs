@@ -661,3 +661,85 @@ async fn metrics_count_requests_records_and_fsyncs() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Topic configs that change what is stored: broker-side zstd, LogAppendTime, and
+/// max.message.bytes refusing a large batch with MESSAGE_TOO_LARGE.
+#[tokio::test]
+async fn topic_configs_shape_what_is_stored() {
+    use protocol::record_batch::{BatchHeader, Compression};
+    let broker = BrokerProcess::start(2);
+    let mut client = Client::connect(&broker.address, "configs").await.unwrap();
+    for (topic, config) in [
+        ("zstd-topic", "compression.type=zstd"),
+        ("append-time", "message.timestamp.type=LogAppendTime"),
+        ("small", "max.message.bytes=300"),
+    ] {
+        let (ok, _, err) = broker.cli(&["topic", "create", topic, "-c", config], "");
+        assert!(ok, "{err}");
+    }
+    let values: Vec<String> = (0..40)
+        .map(|i| format!("{{\"event\":\"payment\",\"n\":{i}}}"))
+        .collect();
+    let value_refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    let plain = batch(&value_refs);
+    assert_eq!(
+        produce_error(
+            &mut client,
+            &produce_request("zstd-topic", 0, plain.clone())
+        )
+        .await,
+        (0, 0)
+    );
+    let response = client
+        .send(&fetch_request("zstd-topic", 0, 0, 0))
+        .await
+        .unwrap();
+    let stored = response.responses[0].partitions[0].records.clone().unwrap();
+    let header = BatchHeader::parse(&stored).unwrap();
+    assert_eq!(
+        header.compression().unwrap(),
+        Compression::Zstd,
+        "stored compressed"
+    );
+    assert!(stored.len() < plain.len());
+    let records = protocol::codec::decompress_zstd(&stored, 1 << 20).unwrap();
+    assert_eq!(
+        records,
+        plain[protocol::record_batch::HEADER_BYTES..],
+        "same records inside"
+    );
+
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let produced = client
+        .send(&produce_request("append-time", 0, batch(&["stamped"])))
+        .await
+        .unwrap();
+    let append_time = produced.responses[0].partition_responses[0].log_append_time_ms;
+    assert!(
+        append_time >= before,
+        "log_append_time_ms {append_time} is the broker's clock"
+    );
+    let response = client
+        .send(&fetch_request("append-time", 0, 0, 0))
+        .await
+        .unwrap();
+    let header = BatchHeader::parse(
+        response.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(header.is_log_append_time());
+    assert_eq!(header.max_timestamp, append_time);
+
+    let (code, _) = produce_error(&mut client, &produce_request("small", 0, plain)).await;
+    assert_eq!(code, ErrorCode::MessageTooLarge.code());
+    assert_eq!(
+        produce_error(&mut client, &produce_request("small", 0, batch(&["fits"]))).await,
+        (0, 0)
+    );
+}
