@@ -743,3 +743,51 @@ async fn topic_configs_shape_what_is_stored() {
         (0, 0)
     );
 }
+
+/// Topics, their partitions and configs survive a kill -9 and restart, and so does data.
+#[test]
+fn topics_configs_and_data_survive_kill_9() {
+    let mut broker = BrokerProcess::start(2);
+    let (ok, _, err) = broker.cli(
+        &[
+            "topic",
+            "create",
+            "kept",
+            "--partitions",
+            "3",
+            "-c",
+            "retention.ms=123456",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = broker.cli(
+        &[
+            "topic",
+            "alter-config",
+            "kept",
+            "--set",
+            "segment.bytes=1048576",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = broker.cli(&["topic", "add-partitions", "kept", "--num", "1"], "");
+    assert!(ok, "{err}");
+    let (ok, _, err) = broker.cli(&["produce", "kept", "-K", ":"], "a:1\nb:2\nc:3\nd:4\n");
+    assert!(ok, "{err}");
+    broker.kill_and_restart();
+    let (ok, out, err) = broker.cli(&["topic", "describe", "kept"], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("partitions 4"), "{out}");
+    assert!(out.contains("retention.ms=123456\n"), "{out}");
+    assert!(out.contains("segment.bytes=1048576\n"), "{out}");
+    let (ok, out, err) = broker.cli(
+        &["consume", "kept", "--from-beginning", "-e", "-f", "%k=%s"],
+        "",
+    );
+    assert!(ok, "{err}");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, vec!["a=1", "b=2", "c=3", "d=4"]);
+}
