@@ -7,63 +7,22 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use engine::io::Backend;
-use engine::server::{Broker, BrokerConfig};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{CreateTopicsRequest, ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use loadgen::payload::BatchTemplate;
-use protocol::client::Client;
+use ringlog_benches::harness::{produce_request, LocalBroker};
 
 const RECORDS: usize = 1000;
 
-fn data_dir() -> tempfile::TempDir {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        tempfile::tempdir_in(shm).expect("tmpfs dir")
-    } else {
-        tempfile::tempdir_in("target").expect("dir")
-    }
-}
-
 fn bench_produce_request(c: &mut Criterion) {
-    let dir = data_dir();
-    let broker = Broker::start(BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        cores: 1,
-        pin_cores: false,
-        io_backend: Backend::Uring,
-        ..BrokerConfig::default()
-    })
-    .expect("broker starts");
-    let address = broker.address.to_string();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let topic = TopicName(StrBytes::from_static_str("bench"));
-    let mut client = runtime.block_on(async {
-        let mut client = Client::connect(&address, "bench").await.expect("connect");
-        let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-            .with_name(topic.clone())
-            .with_num_partitions(1)
-            .with_replication_factor(1)]);
-        client.send(&create).await.expect("topic");
-        client
-    });
+    let LocalBroker {
+        broker,
+        runtime,
+        mut client,
+        dir: _dir,
+    } = LocalBroker::start(1, "bench", 1);
     let batch: bytes::Bytes = BatchTemplate::new(RECORDS, 100)
         .batch(0, 1_700_000_000_000)
         .into();
-    let request = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic)
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch))])]);
+    let request = produce_request("bench", 0, batch, 1);
     let mut group = c.benchmark_group("request_path");
     group.throughput(Throughput::Elements(RECORDS as u64));
     group
@@ -91,31 +50,12 @@ fn bench_produce_request(c: &mut Criterion) {
 /// is handled in place and produce to the other hops to the other core and back. Small
 /// (one-record) requests, acks=1, so the hop is a visible share of the time.
 fn bench_cross_shard_hop(c: &mut Criterion) {
-    let dir = data_dir();
-    let broker = Broker::start(BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        cores: 2,
-        pin_cores: true,
-        io_backend: Backend::Uring,
-        ..BrokerConfig::default()
-    })
-    .expect("broker starts");
-    let address = broker.address.to_string();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let topic = TopicName(StrBytes::from_static_str("hop"));
-    let mut client = runtime.block_on(async {
-        let mut client = Client::connect(&address, "bench").await.expect("connect");
-        let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-            .with_name(topic.clone())
-            .with_num_partitions(2)
-            .with_replication_factor(1)]);
-        client.send(&create).await.expect("topic");
-        client
-    });
+    let LocalBroker {
+        broker,
+        runtime,
+        mut client,
+        dir: _dir,
+    } = LocalBroker::start(2, "hop", 2);
     let batch: bytes::Bytes = BatchTemplate::new(1, 100)
         .batch(0, 1_700_000_000_000)
         .into();
@@ -124,14 +64,7 @@ fn bench_cross_shard_hop(c: &mut Criterion) {
         .sample_size(20)
         .measurement_time(Duration::from_secs(4));
     for partition in [0, 1] {
-        let request = ProduceRequest::default()
-            .with_acks(1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(topic.clone())
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(batch.clone()))])]);
+        let request = produce_request("hop", partition, batch.clone(), 1);
         group.bench_function(format!("produce_1_record_partition_{partition}"), |b| {
             b.iter_custom(|iterations| {
                 runtime.block_on(async {

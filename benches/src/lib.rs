@@ -13,6 +13,8 @@
 //! assert_eq!(batch_kib("append_fsync/engine/64KiB"), Some(64));
 //! ```
 
+pub mod harness;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -11,15 +11,9 @@
 
 use std::time::Instant;
 
-use engine::io::Backend;
-use engine::server::{Broker, BrokerConfig};
 use hdrhistogram::Histogram;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{CreateTopicsRequest, ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use loadgen::payload::BatchTemplate;
-use protocol::client::Client;
+use ringlog_benches::harness::{produce_request, LocalBroker};
 use serde_json::json;
 
 struct Percentiles {
@@ -40,50 +34,20 @@ fn percentiles(histogram: &Histogram<u64>) -> Percentiles {
 
 /// Latency histograms (us) of produce to partition 0 and partition 1.
 fn measure(cores: usize, requests: usize) -> [Histogram<u64>; 2] {
-    let dir = if std::path::Path::new("/dev/shm").is_dir() {
-        tempfile::tempdir_in("/dev/shm")
-    } else {
-        tempfile::tempdir()
-    }
-    .expect("data dir");
-    let broker = Broker::start(BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().expect("address"),
-        cores,
-        pin_cores: true,
-        io_backend: Backend::Uring,
-        ..BrokerConfig::default()
-    })
-    .expect("broker starts");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let LocalBroker {
+        broker,
+        runtime,
+        mut client,
+        dir,
+    } = LocalBroker::start(cores, "hop", 2);
+    let batch: bytes::Bytes = BatchTemplate::new(1, 100)
+        .batch(0, 1_700_000_000_000)
+        .into();
+    let produce = [
+        produce_request("hop", 0, batch.clone(), 1),
+        produce_request("hop", 1, batch, 1),
+    ];
     let histograms = runtime.block_on(async {
-        let address = broker.address.to_string();
-        let mut client = Client::connect(&address, "hop-latency")
-            .await
-            .expect("connect");
-        let topic = TopicName(StrBytes::from_static_str("hop"));
-        let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-            .with_name(topic.clone())
-            .with_num_partitions(2)
-            .with_replication_factor(1)]);
-        client.send(&create).await.expect("topic");
-        let batch: bytes::Bytes = BatchTemplate::new(1, 100)
-            .batch(0, 1_700_000_000_000)
-            .into();
-        let requests_for = |partition: i32| {
-            ProduceRequest::default()
-                .with_acks(1)
-                .with_timeout_ms(10_000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(topic.clone())
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch.clone()))])])
-        };
-        let produce = [requests_for(0), requests_for(1)];
         let mut histograms = [
             Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
             Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
@@ -103,7 +67,9 @@ fn measure(cores: usize, requests: usize) -> [Histogram<u64>; 2] {
         }
         histograms
     });
+    drop(client);
     broker.shutdown();
+    drop(dir);
     histograms
 }
 
