@@ -13,6 +13,8 @@ use crate::storage::LogConfig;
 pub enum TopicCompression {
     /// Store batches as the producer sent them.
     Producer,
+    /// Decompress compressed batches before storing them.
+    Uncompressed,
     /// Compress uncompressed batches with zstd before storing them.
     Zstd,
 }
@@ -88,9 +90,10 @@ fn apply(settings: &mut TopicSettings, name: &str, value: &str) -> Result<(), St
             settings.compression = match value {
                 "producer" => TopicCompression::Producer,
                 "zstd" => TopicCompression::Zstd,
-                "uncompressed" | "gzip" | "lz4" | "snappy" => {
+                "uncompressed" => TopicCompression::Uncompressed,
+                "gzip" | "lz4" | "snappy" => {
                     return Err(format!(
-                        "compression.type={value} is not implemented by ringlog yet: use 'producer' or 'zstd'"
+                        "compression.type={value} is not implemented by ringlog yet: use 'producer', 'uncompressed' or 'zstd'"
                     ))
                 }
                 other => return Err(format!("compression.type={other} is not a compression type")),

@@ -1,7 +1,13 @@
-//! Broker-side rewrites of whole batches: compressing an uncompressed batch with zstd and
-//! stamping LogAppendTime. Both change bytes the CRC covers, so both recompute it.
+//! Broker-side rewrites of whole batches: compressing an uncompressed batch with zstd,
+//! decompressing a batch of any codec (topics with `compression.type=uncompressed`), and
+//! stamping LogAppendTime. All change bytes the CRC covers, so all recompute it.
+//!
+//! Decompression reads producer input: every codec's output is capped at the caller's
+//! limit (the topic's `max.message.bytes`), so a small bomb cannot allocate gigabytes.
 
-use crate::record_batch::{compute_crc, BatchHeader, HEADER_BYTES, LOG_OVERHEAD_BYTES};
+use crate::record_batch::{
+    compute_crc, BatchHeader, Compression, HEADER_BYTES, LOG_OVERHEAD_BYTES,
+};
 
 const BATCH_LENGTH_AT: usize = 8;
 const CRC_AT: usize = 17;
@@ -50,10 +56,120 @@ pub fn decompress_zstd(batch: &[u8], max_bytes: usize) -> std::io::Result<Vec<u8
     zstd::bulk::decompress(&batch[HEADER_BYTES..], max_bytes)
 }
 
+/// Why a batch could not be decompressed.
+#[derive(Debug, thiserror::Error)]
+pub enum DecompressError {
+    #[error("decompressed records exceed {max_bytes} bytes")]
+    TooLarge { max_bytes: usize },
+    #[error("{codec:?} data is corrupt: {reason}")]
+    Corrupt { codec: Compression, reason: String },
+}
+
+/// Xerial snappy framing, as the Java client writes it: magic, version, compatible version.
+const SNAPPY_JAVA_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+const SNAPPY_JAVA_HEADER_BYTES: usize = 16;
+
+/// The records section of `batch`, decompressed, at most `max_bytes`.
+pub fn decompress_records(
+    batch: &[u8],
+    header: &BatchHeader,
+    max_bytes: usize,
+) -> Result<Vec<u8>, DecompressError> {
+    use std::io::Read;
+    let codec = header.compression().unwrap_or(Compression::None);
+    let corrupt = |reason: String| DecompressError::Corrupt { codec, reason };
+    let input = &batch[HEADER_BYTES..];
+    let capped = |reader: &mut dyn Read| -> Result<Vec<u8>, DecompressError> {
+        let mut out = Vec::new();
+        reader
+            .take(max_bytes as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|error| corrupt(error.to_string()))?;
+        if out.len() > max_bytes {
+            return Err(DecompressError::TooLarge { max_bytes });
+        }
+        Ok(out)
+    };
+    match codec {
+        Compression::None => Ok(input.to_vec()),
+        Compression::Gzip => capped(&mut flate2::read::GzDecoder::new(input)),
+        Compression::Zstd => capped(
+            &mut zstd::stream::read::Decoder::new(input)
+                .map_err(|error| corrupt(error.to_string()))?,
+        ),
+        Compression::Lz4 => {
+            capped(&mut lz4::Decoder::new(input).map_err(|error| corrupt(error.to_string()))?)
+        }
+        Compression::Snappy => decompress_snappy(input, max_bytes).map_err(|error| match error {
+            DecompressError::Corrupt { reason, .. } => corrupt(reason),
+            too_large => too_large,
+        }),
+    }
+}
+
+fn decompress_snappy(input: &[u8], max_bytes: usize) -> Result<Vec<u8>, DecompressError> {
+    let corrupt = |reason: String| DecompressError::Corrupt {
+        codec: Compression::Snappy,
+        reason,
+    };
+    let mut decoder = snap::raw::Decoder::new();
+    let mut block = |raw: &[u8], out: &mut Vec<u8>| -> Result<(), DecompressError> {
+        let len = snap::raw::decompress_len(raw).map_err(|error| corrupt(error.to_string()))?;
+        if out.len() + len > max_bytes {
+            return Err(DecompressError::TooLarge { max_bytes });
+        }
+        out.extend_from_slice(
+            &decoder
+                .decompress_vec(raw)
+                .map_err(|error| corrupt(error.to_string()))?,
+        );
+        Ok(())
+    };
+    let mut out = Vec::new();
+    if !input.starts_with(SNAPPY_JAVA_MAGIC) {
+        block(input, &mut out)?;
+        return Ok(out);
+    }
+    let mut rest = input
+        .get(SNAPPY_JAVA_HEADER_BYTES..)
+        .ok_or_else(|| corrupt("truncated xerial header".into()))?;
+    while !rest.is_empty() {
+        let len_bytes: [u8; 4] = rest
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| corrupt("truncated block length".into()))?;
+        let len = u32::from_be_bytes(len_bytes) as usize;
+        let raw = rest
+            .get(4..4 + len)
+            .ok_or_else(|| corrupt("truncated block".into()))?;
+        block(raw, &mut out)?;
+        rest = &rest[4 + len..];
+    }
+    Ok(out)
+}
+
+/// The batch rewritten without compression, at most `max_bytes` of records.
+pub fn uncompress_batch(
+    batch: &[u8],
+    header: &BatchHeader,
+    max_bytes: usize,
+) -> Result<Vec<u8>, DecompressError> {
+    let records = decompress_records(batch, header, max_bytes)?;
+    let mut out = Vec::with_capacity(HEADER_BYTES + records.len());
+    out.extend_from_slice(&batch[..HEADER_BYTES]);
+    out.extend_from_slice(&records);
+    let batch_length = (out.len() - LOG_OVERHEAD_BYTES) as i32;
+    out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
+    let attributes = header.attributes & !0x07;
+    out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    write_crc(&mut out);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record_batch::{validate_batch, Compression, RecordBatchBuilder, MAX_BATCH_BYTES};
+    use crate::record_batch::{validate_batch, RecordBatchBuilder, MAX_BATCH_BYTES};
 
     #[test]
     fn zstd_batches_validate_and_decompress_to_the_original_records() {
@@ -76,6 +192,24 @@ mod tests {
             decompress_zstd(&compressed, 1 << 20).unwrap(),
             batch[HEADER_BYTES..]
         );
+    }
+
+    #[test]
+    fn zstd_round_trips_through_uncompress_and_bombs_are_capped() {
+        let mut builder = RecordBatchBuilder::new(10);
+        for _ in 0..2000 {
+            builder.push(None, Some(&[b'x'; 500]), 10);
+        }
+        let batch = builder.finish();
+        let header = validate_batch(&batch, MAX_BATCH_BYTES).unwrap();
+        let compressed = compress_zstd(&batch, &header).unwrap();
+        let compressed_header = validate_batch(&compressed, MAX_BATCH_BYTES).unwrap();
+        let restored = uncompress_batch(&compressed, &compressed_header, MAX_BATCH_BYTES).unwrap();
+        assert_eq!(restored, batch, "the very same bytes come back");
+        assert!(matches!(
+            uncompress_batch(&compressed, &compressed_header, 10_000),
+            Err(DecompressError::TooLarge { max_bytes: 10_000 })
+        ));
     }
 
     #[test]

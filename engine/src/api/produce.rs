@@ -311,6 +311,13 @@ fn transform(
     compression: Compression,
 ) -> Result<(BytesMut, i64), ApiError> {
     let settings = local.settings.borrow();
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::MessageTooLarge,
+            "the rewritten batch exceeds max.message.bytes",
+        )
+    };
+    let max_bytes = settings.log.max_message_bytes;
     let mut out = match (settings.compression, compression) {
         (TopicCompression::Zstd, Compression::None) => {
             let compressed = codec::compress_zstd(batch, header).map_err(|error| {
@@ -319,13 +326,22 @@ fn transform(
                     format!("zstd compression failed: {error}"),
                 )
             })?;
-            if compressed.len() > settings.log.max_message_bytes {
-                return Err(ApiError::new(
-                    ErrorCode::MessageTooLarge,
-                    "the compressed batch exceeds max.message.bytes",
-                ));
+            if compressed.len() > max_bytes {
+                return Err(too_large());
             }
             BytesMut::from(&compressed[..])
+        }
+        (TopicCompression::Uncompressed, codec_used) if codec_used != Compression::None => {
+            let plain =
+                codec::uncompress_batch(batch, header, max_bytes).map_err(|error| match error {
+                    codec::DecompressError::TooLarge { .. } => too_large(),
+                    corrupt => ApiError::new(ErrorCode::CorruptMessage, corrupt.to_string()),
+                })?;
+            if plain.len() > max_bytes {
+                return Err(too_large());
+            }
+            check_records(&plain)?;
+            BytesMut::from(&plain[..])
         }
         _ => BytesMut::from(batch),
     };
