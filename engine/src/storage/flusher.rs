@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use super::config::{FlushPolicy, LogConfig, Preallocation};
 use super::error::StorageError;
-use super::partition_log::{frontier, Inner, PreparedSegment, State};
+use super::log_state::{PreparedSegment, State};
+use super::partition_log::{frontier, Inner};
 use super::segment::{
     self, IndexWrite, SegmentFiles, SegmentIndexes, SegmentPaths, PREPARED_STEM, RECYCLED_PREFIX,
 };

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 mod flusher;
+mod log_state;
 pub mod offset_index;
 pub mod partition_log;
 pub mod recovery;
