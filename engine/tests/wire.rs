@@ -791,3 +791,33 @@ fn topics_configs_and_data_survive_kill_9() {
     lines.sort();
     assert_eq!(lines, vec!["a=1", "b=2", "c=3", "d=4"]);
 }
+
+/// The portable backend (for machines without io_uring) serves the same way.
+#[test]
+fn the_portable_backend_serves_produce_and_consume() {
+    let broker = BrokerProcess::start_with(2, &["--io-backend", "portable"]);
+    let (ok, _, err) = broker.cli(&["topic", "create", "portable", "--partitions", "2"], "");
+    assert!(ok, "{err}");
+    let (ok, _, err) = broker.cli(
+        &["produce", "portable", "-K", ":"],
+        "k1:one\nk2:two\nk1:three\n",
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = broker.cli(
+        &[
+            "consume",
+            "portable",
+            "--from-beginning",
+            "-e",
+            "-f",
+            "%k=%s",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, vec!["k1=one", "k1=three", "k2=two"]);
+    let (ok, _, err) = broker.cli(&["topic", "create", "x", "--partitions", "0"], "");
+    assert!(!ok && err.contains("InvalidPartitions"), "{err}");
+}

@@ -91,7 +91,7 @@ pub fn block_on<F: Future>(backend: Backend, future: F) -> Result<F::Output, IoE
         }
         Backend::Portable => {
             let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
+                .enable_all()
                 .build()
                 .map_err(|source| IoError::Runtime { source })?;
             let local = tokio::task::LocalSet::new();
