@@ -28,6 +28,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod group;
 pub mod io;
 pub mod metrics;
 pub mod producer_state;

@@ -114,8 +114,8 @@ fn kafka_python_and_confluent_kafka() {
 }
 
 #[test]
-fn kafkajs_tutorial_producer() {
-    let broker = BrokerProcess::start(2);
+fn kafkajs_tutorial_producer_and_consumer() {
+    let broker = BrokerProcess::start_with(2, &["--group-initial-rebalance-delay-ms", "300"]);
     let script = clients_dir().join("kafkajs/tutorial.js");
     let (ok, out, err) = run("node", &[script.to_str().unwrap(), &broker.address], None);
     assert!(ok, "kafkajs failed:\n{out}\n{err}");

@@ -821,3 +821,204 @@ fn the_portable_backend_serves_produce_and_consume() {
     let (ok, _, err) = broker.cli(&["topic", "create", "x", "--partitions", "0"], "");
     assert!(!ok && err.contains("InvalidPartitions"), "{err}");
 }
+
+/// Every version of the group APIs is answered: a member joins (getting its member id
+/// first from v4), syncs, heartbeats, commits, fetches its offsets and leaves.
+#[tokio::test]
+async fn every_version_of_the_group_apis_is_answered() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+    };
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+
+    let broker = BrokerProcess::start_with(
+        2,
+        &[
+            "--group-min-session-timeout-ms",
+            "100",
+            "--group-initial-rebalance-delay-ms",
+            "0",
+        ],
+    );
+    let (ok, _, err) = broker.cli(&["topic", "create", "grouped"], "");
+    assert!(ok, "{err}");
+    let mut client = Client::connect(&broker.address, "group-sweep")
+        .await
+        .unwrap();
+    let max = |key: ApiKey| protocol::versions::supported(key).unwrap().max_version;
+    let min = |key: ApiKey| protocol::versions::supported(key).unwrap().min_version;
+    for step in 0..=max(ApiKey::JoinGroup) {
+        let group = GroupId(StrBytes::from_string(format!("group-{step}")));
+        let version = |key: ApiKey| step.clamp(min(key), max(key));
+        let find = if version(ApiKey::FindCoordinator) >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![group.0.clone()])
+        } else {
+            FindCoordinatorRequest::default().with_key(group.0.clone())
+        };
+        let coordinator = client
+            .send_version(&find, version(ApiKey::FindCoordinator))
+            .await
+            .unwrap();
+        if version(ApiKey::FindCoordinator) >= 4 {
+            assert_eq!(coordinator.coordinators[0].error_code, 0);
+        } else {
+            assert_eq!(coordinator.error_code, 0);
+        }
+        let join = JoinGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"meta"))]);
+        let mut joined = client
+            .send_version(&join, version(ApiKey::JoinGroup))
+            .await
+            .unwrap();
+        if joined.error_code == ErrorCode::MemberIdRequired.code() {
+            joined = client
+                .send_version(
+                    &join.clone().with_member_id(joined.member_id.clone()),
+                    version(ApiKey::JoinGroup),
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            joined.error_code,
+            0,
+            "JoinGroup v{}",
+            version(ApiKey::JoinGroup)
+        );
+        assert_eq!(joined.leader, joined.member_id);
+        let member = joined.member_id.clone();
+        let sync = SyncGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id(joined.generation_id)
+            .with_member_id(member.clone())
+            .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+            .with_protocol_name(Some(StrBytes::from_static_str("range")))
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(member.clone())
+                .with_assignment(Bytes::from_static(b"plan"))]);
+        let sync_version = version(ApiKey::SyncGroup);
+        let sync = if sync_version >= 5 {
+            sync
+        } else {
+            sync.with_protocol_type(None).with_protocol_name(None)
+        };
+        let synced = client.send_version(&sync, sync_version).await.unwrap();
+        assert_eq!(
+            (synced.error_code, synced.assignment.as_ref()),
+            (0, &b"plan"[..]),
+            "SyncGroup v{sync_version}"
+        );
+        let beat = HeartbeatRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id(joined.generation_id)
+            .with_member_id(member.clone());
+        assert_eq!(
+            client
+                .send_version(&beat, version(ApiKey::Heartbeat))
+                .await
+                .unwrap()
+                .error_code,
+            0
+        );
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id_or_member_epoch(joined.generation_id)
+            .with_member_id(member.clone())
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(name("grouped"))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(42 + i64::from(step))])]);
+        let committed = client
+            .send_version(&commit, version(ApiKey::OffsetCommit))
+            .await
+            .unwrap();
+        assert_eq!(
+            committed.topics[0].partitions[0].error_code,
+            0,
+            "OffsetCommit v{}",
+            version(ApiKey::OffsetCommit)
+        );
+        let fetch_version = version(ApiKey::OffsetFetch);
+        let fetched = if fetch_version >= 8 {
+            let request =
+                OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                    .with_group_id(group.clone())
+                    .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                        .with_name(name("grouped"))
+                        .with_partition_indexes(vec![0])]))]);
+            client
+                .send_version(&request, fetch_version)
+                .await
+                .unwrap()
+                .groups[0]
+                .topics[0]
+                .partitions[0]
+                .committed_offset
+        } else {
+            let request = OffsetFetchRequest::default()
+                .with_group_id(group.clone())
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(name("grouped"))
+                    .with_partition_indexes(vec![0])]));
+            client
+                .send_version(&request, fetch_version)
+                .await
+                .unwrap()
+                .topics[0]
+                .partitions[0]
+                .committed_offset
+        };
+        assert_eq!(
+            fetched,
+            42 + i64::from(step),
+            "OffsetFetch v{fetch_version}"
+        );
+        let leave_version = version(ApiKey::LeaveGroup);
+        let leave = if leave_version >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(group.clone())
+                .with_members(vec![
+                    MemberIdentity::default().with_member_id(member.clone())
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(group.clone())
+                .with_member_id(member.clone())
+        };
+        let left = client.send_version(&leave, leave_version).await.unwrap();
+        assert_eq!(left.error_code, 0, "LeaveGroup v{leave_version}");
+        // A heartbeat after leaving is refused.
+        let gone = client
+            .send_version(&beat, version(ApiKey::Heartbeat))
+            .await
+            .unwrap();
+        assert_eq!(gone.error_code, ErrorCode::UnknownMemberId.code());
+    }
+    // Committed offsets survive a restart.
+    let mut broker = broker;
+    broker.kill_and_restart();
+    let mut client = Client::connect(&broker.address, "after-restart")
+        .await
+        .unwrap();
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("group-3")))
+        .with_topics(Some(vec![
+            kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(name("grouped"))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let fetched = client.send_version(&request, 7).await.unwrap();
+    assert_eq!(fetched.topics[0].partitions[0].committed_offset, 45);
+}

@@ -41,9 +41,17 @@ error_codes! {
     NotLeaderOrFollower = 6, "this server is not the leader for that topic-partition";
     RequestTimedOut = 7, "the request timed out";
     MessageTooLarge = 10, "the request included a message larger than the max message size the server will accept";
+    CoordinatorNotAvailable = 15, "the coordinator is not available";
+    NotCoordinator = 16, "this is not the correct coordinator";
     InvalidTopicException = 17, "the request attempted an operation on an invalid topic";
     RecordListTooLarge = 18, "the request included a message batch larger than the configured segment size";
     InvalidRequiredAcks = 21, "produce request specified an invalid value for required acks";
+    IllegalGeneration = 22, "specified group generation id is not valid";
+    InconsistentGroupProtocol = 23, "the group member's supported protocols are incompatible with those of existing members";
+    InvalidGroupId = 24, "the configured groupId is invalid";
+    UnknownMemberId = 25, "the coordinator is not aware of this member";
+    InvalidSessionTimeout = 26, "the session timeout is not within the range allowed by the broker";
+    RebalanceInProgress = 27, "the group is rebalancing, so a rejoin is needed";
     InvalidTimestamp = 32, "the timestamp of the message is out of acceptable range";
     UnsupportedVersion = 35, "the version of API is not supported";
     TopicAlreadyExists = 36, "topic with this name already exists";
@@ -58,6 +66,8 @@ error_codes! {
     KafkaStorageError = 56, "disk error when trying to access log file on the disk";
     UnknownProducerId = 59, "the broker could not locate the producer metadata for the producer id";
     UnsupportedCompressionType = 76, "the requesting client does not support the compression type of given partition";
+    MemberIdRequired = 79, "the group member needs to have a valid member id before actually entering a consumer group";
+    GroupMaxSizeReached = 81, "the consumer group has reached its max size";
     InvalidRecord = 87, "this record has failed the validation on broker and hence will be rejected";
     UnknownTopicId = 100, "this server does not host this topic id";
 }

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod configs;
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod partitions;
@@ -62,6 +63,31 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Result<Option<Respon
         }
         RequestKind::InitProducerId(body) => {
             ResponseKind::InitProducerId(cluster::init_producer_id(shard, body))
+        }
+        RequestKind::FindCoordinator(body) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(shard, body, version))
+        }
+        RequestKind::JoinGroup(body) => {
+            let client_id = request
+                .header
+                .client_id
+                .as_ref()
+                .map(|id| id.to_string())
+                .unwrap_or_default();
+            ResponseKind::JoinGroup(groups::join(shard, body, version, client_id).await)
+        }
+        RequestKind::SyncGroup(body) => ResponseKind::SyncGroup(groups::sync(shard, body).await),
+        RequestKind::Heartbeat(body) => {
+            ResponseKind::Heartbeat(groups::heartbeat(shard, body).await)
+        }
+        RequestKind::LeaveGroup(body) => {
+            ResponseKind::LeaveGroup(groups::leave(shard, body, version).await)
+        }
+        RequestKind::OffsetCommit(body) => {
+            ResponseKind::OffsetCommit(groups::offset_commit(shard, body).await)
+        }
+        RequestKind::OffsetFetch(body) => {
+            ResponseKind::OffsetFetch(groups::offset_fetch(shard, body, version).await)
         }
         other => {
             // The request decoder admits only APIs in the versions table, and every one of

@@ -51,6 +51,14 @@ pub struct ServeArgs {
     /// Seconds between retention checks (log.retention.check.interval.ms / 1000) [default: 300].
     #[arg(long)]
     pub retention_check_secs: Option<u64>,
+    /// Shortest session timeout a group member may ask for (group.min.session.timeout.ms)
+    /// [default: 6000].
+    #[arg(long)]
+    pub group_min_session_timeout_ms: Option<u64>,
+    /// How long a new group waits for more members before its first rebalance
+    /// (group.initial.rebalance.delay.ms) [default: 3000].
+    #[arg(long)]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
 }
 
 /// The TOML file. Unknown keys are refused, so a typo is an error, not a silent default.
@@ -68,6 +76,8 @@ struct FileConfig {
     max_request_bytes: Option<usize>,
     metrics_listen: Option<SocketAddr>,
     retention_check_secs: Option<u64>,
+    group_min_session_timeout_ms: Option<u64>,
+    group_initial_rebalance_delay_ms: Option<u64>,
     #[serde(default)]
     log: LogFileConfig,
 }
@@ -158,6 +168,19 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
             .map(|secs| std::time::Duration::from_secs(secs.max(1)))
             .unwrap_or(defaults.retention_check_interval),
         metrics_listen: args.metrics_listen.or(file.metrics_listen),
+        groups: engine::group::GroupSettings {
+            min_session_timeout: args
+                .group_min_session_timeout_ms
+                .or(file.group_min_session_timeout_ms)
+                .map(std::time::Duration::from_millis)
+                .unwrap_or(defaults.groups.min_session_timeout),
+            initial_rebalance_delay: args
+                .group_initial_rebalance_delay_ms
+                .or(file.group_initial_rebalance_delay_ms)
+                .map(std::time::Duration::from_millis)
+                .unwrap_or(defaults.groups.initial_rebalance_delay),
+            ..defaults.groups.clone()
+        },
         log_defaults: log,
         ..defaults
     })

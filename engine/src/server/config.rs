@@ -36,6 +36,8 @@ pub struct BrokerConfig {
     pub shard_inbox_capacity: usize,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None` serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// Consumer group limits and delays.
+    pub groups: crate::group::GroupSettings,
 }
 
 impl Default for BrokerConfig {
@@ -57,6 +59,7 @@ impl Default for BrokerConfig {
             retention_check_interval: Duration::from_secs(300),
             shard_inbox_capacity: 1024,
             metrics_listen: None,
+            groups: crate::group::GroupSettings::default(),
         }
     }
 }

@@ -98,12 +98,14 @@ impl Broker {
             }
             None => None,
         };
+        let replayed_offsets = Arc::new(crate::group::replay(&config.data_dir));
         let context = Arc::new(BrokerContext {
             config: config.clone(),
             catalog,
             inboxes: senders,
             advertised: (host, i32::from(address.port())),
             metrics,
+            replayed_offsets,
         });
         let (shutdown, shutdown_seen) = watch::channel(false);
         let (ready_sender, ready) = std::sync::mpsc::channel();
@@ -192,6 +194,12 @@ async fn run_shard(
             return;
         }
     };
+    if let Err(error) = shard.open_offsets().await {
+        let _ = ready.send(Err(format!(
+            "shard {id}: cannot open the offsets log: {error}"
+        )));
+        return;
+    }
     if let Err(error) = open_owned_partitions(&shard).await {
         let _ = ready.send(Err(format!("shard {id}: {error}")));
         return;
@@ -200,6 +208,7 @@ async fn run_shard(
     let shard_for_inbox = shard.clone();
     tokio::task::spawn_local(retention_loop(shard.clone()));
     tokio::task::spawn_local(publish_sizes_loop(shard.clone()));
+    tokio::task::spawn_local(group_ticker(shard.clone()));
     // Accepting and the inbox each run in a task of their own: an io_uring accept must never
     // be cancelled (as a losing `select!` branch would be), or the connection it completes
     // with is lost.
@@ -247,6 +256,14 @@ async fn open_owned_partitions(shard: &Rc<Shard>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Expires group members whose session ran out and finishes overdue rebalances.
+async fn group_ticker(shard: Rc<Shard>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        shard.coordinator.tick();
+    }
 }
 
 /// Publishes this shard's partition log sizes to the metrics every few seconds.

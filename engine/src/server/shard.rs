@@ -32,6 +32,8 @@ pub struct BrokerContext {
     /// Host and port clients are told to use.
     pub advertised: (String, i32),
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Committed offsets read from every offsets log at start-up, by group.
+    pub replayed_offsets: Arc<crate::group::GroupOffsets>,
 }
 
 /// A partition log this shard owns, with its topic settings and idempotent producers.
@@ -78,11 +80,15 @@ pub struct Shard {
     open_lock: tokio::sync::Mutex<()>,
     /// Woken whenever a local partition's high watermark may have moved.
     pub data_arrived: Rc<Notify>,
+    /// The consumer groups this shard coordinates.
+    pub coordinator: crate::group::Coordinator,
+    offsets: std::cell::OnceCell<crate::group::OffsetStore>,
     me: std::rc::Weak<Shard>,
 }
 
 impl Shard {
     pub fn new(id: usize, context: Arc<BrokerContext>, disk: Disk) -> Rc<Shard> {
+        let group_settings = context.config.groups.clone();
         Rc::new_cyclic(|me| Shard {
             id,
             context,
@@ -90,8 +96,44 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             open_lock: tokio::sync::Mutex::new(()),
             data_arrived: Rc::new(Notify::new()),
+            coordinator: crate::group::Coordinator::new(group_settings),
+            offsets: std::cell::OnceCell::new(),
             me: me.clone(),
         })
+    }
+
+    /// The committed offsets of the groups this shard coordinates (opened at start-up).
+    pub fn offsets(&self) -> &crate::group::OffsetStore {
+        self.offsets
+            .get()
+            .expect("offsets are opened before the shard serves")
+    }
+
+    /// Opens this shard's offsets log and takes the replayed offsets of its groups.
+    pub async fn open_offsets(&self) -> Result<(), StorageError> {
+        let dir = self.context.config.data_dir.join(format!(
+            "{}{}",
+            crate::group::OFFSETS_LOG_PREFIX,
+            self.id
+        ));
+        let config = crate::storage::LogConfig {
+            retention_ms: None,
+            retention_bytes: None,
+            ..self.context.config.log_defaults.clone()
+        };
+        let log = PartitionLog::open(self.disk.clone(), dir, config, Clock::system()).await?;
+        let shards = self.shard_count() as u64;
+        let mine = self
+            .context
+            .replayed_offsets
+            .iter()
+            .filter(|(group, _)| {
+                crate::api::stable_hash(group.as_bytes()) % shards == self.id as u64
+            })
+            .map(|(group, offsets)| (group.clone(), offsets.clone()))
+            .collect();
+        let _ = self.offsets.set(crate::group::OffsetStore::new(log, mine));
+        Ok(())
     }
 
     pub fn shard_count(&self) -> usize {

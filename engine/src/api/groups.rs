@@ -1,0 +1,414 @@
+//! Consumer group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! OffsetCommit, OffsetFetch. Each runs on the group's coordinator shard
+//! (`hash(group) % shards`).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use protocol::ErrorCode;
+
+use super::stable_hash;
+use crate::group::{CommittedOffset, JoinRequest};
+use crate::server::shard::Shard;
+
+fn code(error: Option<ErrorCode>) -> i16 {
+    error.map_or(0, ErrorCode::code)
+}
+
+fn text(value: String) -> StrBytes {
+    StrBytes::from_string(value)
+}
+
+/// The shard coordinating `group`.
+pub fn coordinator_shard(shard: &Shard, group: &str) -> usize {
+    (stable_hash(group.as_bytes()) % shard.shard_count() as u64) as usize
+}
+
+pub fn find_coordinator(
+    shard: &Rc<Shard>,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let (host, port) = shard.context.advertised.clone();
+    let node = BrokerId(shard.context.config.node_id);
+    let error = (request.key_type != 0).then_some(ErrorCode::CoordinatorNotAvailable);
+    if version >= 4 {
+        let coordinators = request
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                CoordinatorEntry::default()
+                    .with_key(key.clone())
+                    .with_node_id(node)
+                    .with_host(text(host.clone()))
+                    .with_port(port)
+                    .with_error_code(code(error))
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    FindCoordinatorResponse::default()
+        .with_error_code(code(error))
+        .with_node_id(node)
+        .with_host(text(host))
+        .with_port(port)
+}
+
+pub async fn join(
+    shard: &Rc<Shard>,
+    request: JoinGroupRequest,
+    version: i16,
+    client_id: String,
+) -> JoinGroupResponse {
+    let group = request.group_id.0.to_string();
+    let join = JoinRequest {
+        group: group.clone(),
+        member_id: request.member_id.to_string(),
+        instance_id: request.group_instance_id.as_ref().map(|id| id.to_string()),
+        client_id,
+        client_host: String::new(),
+        session_timeout_ms: request.session_timeout_ms,
+        rebalance_timeout_ms: if version >= 1 {
+            request.rebalance_timeout_ms
+        } else {
+            request.session_timeout_ms
+        },
+        protocol_type: request.protocol_type.to_string(),
+        protocols: request
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
+        require_known_member_id: version >= 4,
+    };
+    let owner = coordinator_shard(shard, &group);
+    let outcome = shard
+        .call(owner, move |owner| async move {
+            owner.coordinator.join(join).await
+        })
+        .await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            return JoinGroupResponse::default()
+                .with_error_code(ErrorCode::CoordinatorNotAvailable.code())
+        }
+    };
+    JoinGroupResponse::default()
+        .with_error_code(code(outcome.error))
+        .with_generation_id(outcome.generation)
+        .with_protocol_type(outcome.protocol_type.map(text))
+        .with_protocol_name(outcome.protocol_name.map(text))
+        .with_leader(text(outcome.leader))
+        .with_member_id(text(outcome.member_id))
+        .with_members(
+            outcome
+                .members
+                .into_iter()
+                .map(|(id, instance, metadata)| {
+                    JoinGroupResponseMember::default()
+                        .with_member_id(text(id))
+                        .with_group_instance_id(instance.map(text))
+                        .with_metadata(metadata)
+                })
+                .collect(),
+        )
+}
+
+pub async fn sync(shard: &Rc<Shard>, request: SyncGroupRequest) -> SyncGroupResponse {
+    let group = request.group_id.0.to_string();
+    let member = request.member_id.to_string();
+    let generation = request.generation_id;
+    let assignments = request
+        .assignments
+        .iter()
+        .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+        .collect();
+    let owner = coordinator_shard(shard, &group);
+    let outcome = shard
+        .call(owner, move |owner| async move {
+            owner
+                .coordinator
+                .sync(&group, generation, &member, assignments)
+                .await
+        })
+        .await;
+    match outcome {
+        Ok(outcome) => SyncGroupResponse::default()
+            .with_error_code(code(outcome.error))
+            .with_protocol_type(outcome.protocol_type.map(text))
+            .with_protocol_name(outcome.protocol_name.map(text))
+            .with_assignment(outcome.assignment),
+        Err(_) => {
+            SyncGroupResponse::default().with_error_code(ErrorCode::CoordinatorNotAvailable.code())
+        }
+    }
+}
+
+pub async fn heartbeat(shard: &Rc<Shard>, request: HeartbeatRequest) -> HeartbeatResponse {
+    let group = request.group_id.0.to_string();
+    let member = request.member_id.to_string();
+    let generation = request.generation_id;
+    let owner = coordinator_shard(shard, &group);
+    let error = shard
+        .call(owner, move |owner| async move {
+            owner.coordinator.heartbeat(&group, generation, &member)
+        })
+        .await
+        .unwrap_or(Some(ErrorCode::CoordinatorNotAvailable));
+    HeartbeatResponse::default().with_error_code(code(error))
+}
+
+pub async fn leave(
+    shard: &Rc<Shard>,
+    request: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
+    let group = request.group_id.0.to_string();
+    let members: Vec<(String, Option<String>)> = if version >= 3 {
+        request
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|i| i.to_string()),
+                )
+            })
+            .collect()
+    } else {
+        vec![(request.member_id.to_string(), None)]
+    };
+    let ids: Vec<String> = members.iter().map(|(id, _)| id.clone()).collect();
+    let owner = coordinator_shard(shard, &group);
+    let results = shard
+        .call(owner, move |owner| async move {
+            owner.coordinator.leave(&group, &ids)
+        })
+        .await
+        .unwrap_or_else(|_| vec![Some(ErrorCode::CoordinatorNotAvailable); members.len()]);
+    if version < 3 {
+        return LeaveGroupResponse::default()
+            .with_error_code(code(results.first().copied().flatten()));
+    }
+    LeaveGroupResponse::default().with_members(
+        members
+            .into_iter()
+            .zip(results)
+            .map(|((id, instance), error)| {
+                MemberResponse::default()
+                    .with_member_id(text(id))
+                    .with_group_instance_id(instance.map(text))
+                    .with_error_code(code(error))
+            })
+            .collect(),
+    )
+}
+
+pub async fn offset_commit(
+    shard: &Rc<Shard>,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let group = request.group_id.0.to_string();
+    let member = request.member_id.to_string();
+    let generation = request.generation_id_or_member_epoch;
+    let now = crate::storage::Clock::system().now_ms();
+    let catalog = shard.context.catalog.snapshot();
+    let mut commits = Vec::new();
+    let mut unknown = Vec::new();
+    for topic in &request.topics {
+        let name = topic.name.0.to_string();
+        for partition in &topic.partitions {
+            let exists = catalog
+                .topics
+                .get(&name)
+                .and_then(|meta| meta.owner(partition.partition_index))
+                .is_some();
+            if !exists {
+                unknown.push((name.clone(), partition.partition_index));
+                continue;
+            }
+            commits.push((
+                (name.clone(), partition.partition_index),
+                CommittedOffset {
+                    offset: partition.committed_offset,
+                    leader_epoch: partition.committed_leader_epoch,
+                    metadata: partition.committed_metadata.as_ref().map(|m| m.to_string()),
+                    timestamp: now,
+                },
+            ));
+        }
+    }
+    let owner = coordinator_shard(shard, &group);
+    let error = shard
+        .call(owner, move |owner| async move {
+            if let Some(refused) = owner.coordinator.check_commit(&group, generation, &member) {
+                return Some(refused);
+            }
+            match owner.offsets().commit(&group, commits).await {
+                Ok(()) => None,
+                Err(error) => Some(error.error_code()),
+            }
+        })
+        .await
+        .unwrap_or(Some(ErrorCode::CoordinatorNotAvailable));
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            OffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let missing = unknown.contains(&(name.clone(), p.partition_index));
+                            let error = if missing {
+                                Some(ErrorCode::UnknownTopicOrPartition)
+                            } else {
+                                error
+                            };
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code(error))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// (topic, [(partition, committed offset)]) per topic, in order.
+type TopicOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+/// (topic, [partitions]) a fetch asks for; `None` means every committed offset.
+type Wanted = Option<Vec<(String, Vec<i32>)>>;
+
+async fn fetch_group(shard: &Rc<Shard>, group: String, wanted: Wanted) -> TopicOffsets {
+    let owner = coordinator_shard(shard, &group);
+    shard
+        .call(owner, move |owner| async move {
+            let offsets = owner.offsets();
+            match wanted {
+                Some(topics) => topics
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        let found = partitions
+                            .into_iter()
+                            .map(|p| (p, offsets.fetch(&group, &topic, p)))
+                            .collect();
+                        (topic, found)
+                    })
+                    .collect(),
+                None => {
+                    let mut by_topic: TopicOffsets = Vec::new();
+                    for ((topic, partition), committed) in offsets.fetch_all(&group) {
+                        match by_topic.last_mut() {
+                            Some((last, partitions)) if *last == topic => {
+                                partitions.push((partition, Some(committed)))
+                            }
+                            _ => by_topic.push((topic, vec![(partition, Some(committed))])),
+                        }
+                    }
+                    by_topic
+                }
+            }
+        })
+        .await
+        .unwrap_or_default()
+}
+
+pub async fn offset_fetch(
+    shard: &Rc<Shard>,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    if version >= 8 {
+        let mut groups = Vec::new();
+        for group in request.groups {
+            let wanted = group.topics.map(|topics| {
+                topics
+                    .into_iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let found = fetch_group(shard, group.group_id.0.to_string(), wanted).await;
+            let topics = found
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    OffsetFetchResponseTopics::default()
+                        .with_name(TopicName(text(topic)))
+                        .with_partitions(
+                            partitions
+                                .into_iter()
+                                .map(|(p, committed)| {
+                                    let (offset, epoch, metadata) = committed
+                                        .map_or((-1, -1, None), |c| {
+                                            (c.offset, c.leader_epoch, c.metadata)
+                                        });
+                                    OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(offset)
+                                        .with_committed_leader_epoch(epoch)
+                                        .with_metadata(Some(text(metadata.unwrap_or_default())))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            groups.push(
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(group.group_id)
+                    .with_topics(topics),
+            );
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = request.topics.map(|topics| {
+        topics
+            .into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let found = fetch_group(shard, request.group_id.0.to_string(), wanted).await;
+    let topics = found
+        .into_iter()
+        .map(|(topic, partitions)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(text(topic)))
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|(p, committed)| {
+                            let (offset, epoch, metadata) = committed
+                                .map_or((-1, -1, None), |c| (c.offset, c.leader_epoch, c.metadata));
+                            let partition = OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_metadata(Some(text(metadata.unwrap_or_default())));
+                            if version >= 5 {
+                                partition.with_committed_leader_epoch(epoch)
+                            } else {
+                                partition
+                            }
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}

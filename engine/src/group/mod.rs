@@ -1,0 +1,17 @@
+//! The group coordinator: Kafka's classic consumer group protocol.
+//!
+//! A group lives on shard `hash(group) % shards`; its state machine, timers and committed
+//! offsets are owned by that shard alone. States: Empty, PreparingRebalance (members
+//! (re)join; answers are held until everyone known has joined or the rebalance timeout
+//! passes), CompletingRebalance (the leader's SyncGroup carries the assignment), Stable.
+//! A ticker expires members whose session timed out and finishes overdue rebalances.
+//!
+//! Committed offsets are kept in memory and written durably (fdatasync'ed) to an internal
+//! log per shard (`__consumer_offsets-<shard>`) before a commit is acknowledged; every shard
+//! replays every such log at start-up, newest commit per key winning.
+
+mod coordinator;
+mod offsets;
+
+pub use coordinator::{Coordinator, GroupSettings, JoinOutcome, JoinRequest, SyncOutcome};
+pub use offsets::{replay, CommittedOffset, GroupOffsets, OffsetStore, OFFSETS_LOG_PREFIX};
