@@ -332,6 +332,24 @@ async fn fetch_group(shard: &Rc<Shard>, group: String, wanted: Wanted) -> TopicO
         .unwrap_or_default()
 }
 
+/// (offset, leader epoch, metadata) of a committed offset, or Kafka's "none committed".
+fn committed_fields(committed: Option<CommittedOffset>) -> (i64, i32, StrBytes) {
+    match committed {
+        Some(c) => (
+            c.offset,
+            c.leader_epoch,
+            text(c.metadata.unwrap_or_default()),
+        ),
+        None => (-1, -1, text(String::new())),
+    }
+}
+
+fn wanted_topics(topics: impl Iterator<Item = (TopicName, Vec<i32>)>) -> Vec<(String, Vec<i32>)> {
+    topics
+        .map(|(name, partitions)| (name.0.to_string(), partitions))
+        .collect()
+}
+
 pub async fn offset_fetch(
     shard: &Rc<Shard>,
     request: OffsetFetchRequest,
@@ -341,10 +359,7 @@ pub async fn offset_fetch(
         let mut groups = Vec::new();
         for group in request.groups {
             let wanted = group.topics.map(|topics| {
-                topics
-                    .into_iter()
-                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
-                    .collect()
+                wanted_topics(topics.into_iter().map(|t| (t.name, t.partition_indexes)))
             });
             let found = fetch_group(shard, group.group_id.0.to_string(), wanted).await;
             let topics = found
@@ -356,15 +371,12 @@ pub async fn offset_fetch(
                             partitions
                                 .into_iter()
                                 .map(|(p, committed)| {
-                                    let (offset, epoch, metadata) = committed
-                                        .map_or((-1, -1, None), |c| {
-                                            (c.offset, c.leader_epoch, c.metadata)
-                                        });
+                                    let (offset, epoch, metadata) = committed_fields(committed);
                                     OffsetFetchResponsePartitions::default()
                                         .with_partition_index(p)
                                         .with_committed_offset(offset)
                                         .with_committed_leader_epoch(epoch)
-                                        .with_metadata(Some(text(metadata.unwrap_or_default())))
+                                        .with_metadata(Some(metadata))
                                 })
                                 .collect(),
                         )
@@ -378,12 +390,9 @@ pub async fn offset_fetch(
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted = request.topics.map(|topics| {
-        topics
-            .into_iter()
-            .map(|t| (t.name.0.to_string(), t.partition_indexes))
-            .collect()
-    });
+    let wanted = request
+        .topics
+        .map(|topics| wanted_topics(topics.into_iter().map(|t| (t.name, t.partition_indexes))));
     let found = fetch_group(shard, request.group_id.0.to_string(), wanted).await;
     let topics = found
         .into_iter()
@@ -394,12 +403,11 @@ pub async fn offset_fetch(
                     partitions
                         .into_iter()
                         .map(|(p, committed)| {
-                            let (offset, epoch, metadata) = committed
-                                .map_or((-1, -1, None), |c| (c.offset, c.leader_epoch, c.metadata));
+                            let (offset, epoch, metadata) = committed_fields(committed);
                             let partition = OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
-                                .with_metadata(Some(text(metadata.unwrap_or_default())));
+                                .with_metadata(Some(metadata));
                             if version >= 5 {
                                 partition.with_committed_leader_epoch(epoch)
                             } else {
