@@ -36,6 +36,14 @@ impl TopicMeta {
         self.partition_shards.len()
     }
 
+    /// The shards owning at least one partition, each once.
+    pub fn owner_shards(&self) -> Vec<usize> {
+        let mut owners = self.partition_shards.clone();
+        owners.sort_unstable();
+        owners.dedup();
+        owners
+    }
+
     /// Owner shard of a partition, if the partition exists.
     pub fn owner(&self, partition: i32) -> Option<usize> {
         usize::try_from(partition)

@@ -209,22 +209,14 @@ pub async fn set_topic_configs(
                 ApiError::new(ErrorCode::KafkaStorageError, error.to_string())
             }
         })?;
-    let mut owners = updated.partition_shards.clone();
-    owners.sort_unstable();
-    owners.dedup();
-    for owner in owners {
+    for owner in updated.owner_shards() {
         let meta = updated.clone();
-        let applied = shard
-            .call(owner, move |owner_shard| async move {
+        shard
+            .try_call(owner, move |owner_shard| async move {
                 owner_shard.apply_topic_configs(&meta)
             })
-            .await;
-        if let Err(error) = applied
-            .map_err(|gone| gone.to_string())
-            .and_then(|applied| applied)
-        {
-            return Err(ApiError::new(ErrorCode::KafkaStorageError, error));
-        }
+            .await
+            .map_err(|message| ApiError::new(ErrorCode::KafkaStorageError, message))?;
     }
     tracing::info!(topic, configs = ?updated.configs, "altered topic configs");
     Ok(())

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 use protocol::ErrorCode;
 
-use super::{by_owner, ApiError};
+use super::ApiError;
 use crate::catalog::{CatalogError, PARTITIONS_PER_TOPIC_MAX};
 use crate::server::shard::Shard;
 
@@ -65,25 +65,7 @@ pub async fn add_partitions(
             ),
             Grown::Catalog(error) => ApiError::new(ErrorCode::KafkaStorageError, error.to_string()),
         })?;
-    let added = (have..count as usize).map(|p| (updated.partition_shards[p], p as i32));
-    for (owner, partitions) in by_owner(added) {
-        let meta = updated.clone();
-        let opened = shard
-            .call(owner, move |owner_shard| async move {
-                for partition in partitions {
-                    owner_shard
-                        .partition(&meta, partition)
-                        .await
-                        .map_err(|error| error.to_string())?;
-                }
-                Ok::<_, String>(())
-            })
-            .await;
-        opened
-            .map_err(|gone| gone.to_string())
-            .and_then(|opened| opened)
-            .map_err(|message| ApiError::new(ErrorCode::KafkaStorageError, message))?;
-    }
+    super::topics::open_partitions(shard, &updated, have as i32..count).await?;
     tracing::info!(topic, from = have, to = count, "added partitions");
     Ok(())
 }

@@ -82,7 +82,7 @@ pub async fn create_topic(
             }
         })?;
     tracing::info!(topic = name, partitions, "created topic");
-    open_partitions(shard, &meta).await?;
+    open_partitions(shard, &meta, 0..meta.partition_count() as i32).await?;
     Ok(meta)
 }
 
@@ -97,29 +97,29 @@ impl From<CatalogError> for Created {
     }
 }
 
-async fn open_partitions(shard: &Rc<Shard>, meta: &TopicMeta) -> Result<(), ApiError> {
-    let owners = by_owner(
-        meta.partition_shards
-            .iter()
-            .enumerate()
-            .map(|(p, owner)| (*owner, p as i32)),
-    );
-    for (owner, partitions) in owners {
+/// Opens (creating, recovering) `partitions` of a topic on their owner shards.
+pub async fn open_partitions(
+    shard: &Rc<Shard>,
+    meta: &TopicMeta,
+    partitions: impl IntoIterator<Item = i32>,
+) -> Result<(), ApiError> {
+    let owned = partitions
+        .into_iter()
+        .filter_map(|partition| Some((meta.owner(partition)?, partition)));
+    for (owner, partitions) in by_owner(owned) {
         let meta = meta.clone();
-        let opened = shard
-            .call(owner, move |owner_shard| async move {
+        shard
+            .try_call(owner, move |owner_shard| async move {
                 for partition in partitions {
                     owner_shard
                         .partition(&meta, partition)
                         .await
                         .map_err(|error| error.to_string())?;
                 }
-                Ok::<_, String>(())
+                Ok(())
             })
             .await
-            .map_err(|gone| gone.to_string())
-            .and_then(|opened| opened);
-        opened.map_err(|message| ApiError::new(ErrorCode::KafkaStorageError, message))?;
+            .map_err(|message| ApiError::new(ErrorCode::KafkaStorageError, message))?;
     }
     Ok(())
 }
@@ -188,23 +188,17 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta, Ap
             format!("topic '{name}' does not exist"),
         )
     })?;
-    let mut owners: Vec<usize> = meta.partition_shards.clone();
-    owners.sort_unstable();
-    owners.dedup();
-    for owner in owners {
+    for owner in meta.owner_shards() {
         let topic = name.to_string();
         let dropped = shard
-            .call(owner, move |owner_shard| async move {
+            .try_call(owner, move |owner_shard| async move {
                 owner_shard
                     .drop_topic(&topic)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|error| error.to_string())
             })
             .await;
-        if let Err(message) = dropped
-            .map_err(|gone| gone.to_string())
-            .and_then(|dropped| dropped)
-        {
+        if let Err(message) = dropped {
             tracing::warn!(topic = name, %message, "deleting partition data failed");
         }
     }

@@ -165,6 +165,18 @@ impl Shard {
         answer.await.map_err(|_| ShardGone(target))
     }
 
+    /// `call` for work that can fail: the shard being gone is one more failure.
+    pub async fn try_call<T, F, Fut>(&self, target: usize, work: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, String>> + 'static,
+    {
+        self.call(target, work)
+            .await
+            .map_err(|gone| gone.to_string())?
+    }
+
     /// The local log of a partition this shard owns, opened (and recovered) on first use.
     pub async fn partition(
         &self,
