@@ -1006,6 +1006,56 @@ async fn every_version_of_the_group_apis_is_answered() {
             .unwrap();
         assert_eq!(gone.error_code, ErrorCode::UnknownMemberId.code());
     }
+    // The admin APIs, every version: the groups above are Empty with committed offsets.
+    for version in 0..=max(ApiKey::ListGroups) {
+        let listed = client
+            .send_version(&ListGroupsRequest::default(), version)
+            .await
+            .unwrap();
+        assert_eq!(listed.error_code, 0, "ListGroups v{version}");
+        assert!(
+            listed
+                .groups
+                .iter()
+                .any(|g| g.group_id.0.as_str() == "group-0"),
+            "ListGroups v{version}"
+        );
+    }
+    for version in 0..=max(ApiKey::DescribeGroups) {
+        let request = DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_static_str("group-1"))]);
+        let described = client.send_version(&request, version).await.unwrap();
+        assert_eq!(
+            (
+                described.groups[0].error_code,
+                described.groups[0].group_state.as_str()
+            ),
+            (0, "Empty"),
+            "DescribeGroups v{version}"
+        );
+    }
+    let offset_delete = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("group-2")))
+        .with_topics(vec![
+            kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(name("grouped"))
+                .with_partitions(vec![
+                    kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default()
+                        .with_partition_index(0),
+                ]),
+        ]);
+    let deleted = client.send_version(&offset_delete, 0).await.unwrap();
+    assert_eq!(
+        deleted.topics[0].partitions[0].error_code, 0,
+        "OffsetDelete v0"
+    );
+    for version in 0..=max(ApiKey::DeleteGroups) {
+        let group = format!("group-{}", 4 + version);
+        let request = DeleteGroupsRequest::default()
+            .with_groups_names(vec![GroupId(StrBytes::from_string(group))]);
+        let deleted = client.send_version(&request, version).await.unwrap();
+        assert_eq!(deleted.results[0].error_code, 0, "DeleteGroups v{version}");
+    }
     // Committed offsets survive a restart.
     let mut broker = broker;
     broker.kill_and_restart();

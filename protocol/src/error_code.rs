@@ -65,9 +65,13 @@ error_codes! {
     InvalidProducerEpoch = 47, "producer attempted to produce with an old epoch";
     KafkaStorageError = 56, "disk error when trying to access log file on the disk";
     UnknownProducerId = 59, "the broker could not locate the producer metadata for the producer id";
+    NonEmptyGroup = 68, "the group is not empty";
+    GroupIdNotFound = 69, "the group id does not exist";
     UnsupportedCompressionType = 76, "the requesting client does not support the compression type of given partition";
     MemberIdRequired = 79, "the group member needs to have a valid member id before actually entering a consumer group";
     GroupMaxSizeReached = 81, "the consumer group has reached its max size";
+    FencedInstanceId = 82, "the broker rejected this static consumer since another consumer with the same group.instance.id has registered with a different member.id";
+    GroupSubscribedToTopic = 86, "the consumer group is actively subscribed to the topic";
     InvalidRecord = 87, "this record has failed the validation on broker and hence will be rejected";
     UnknownTopicId = 100, "this server does not host this topic id";
 }

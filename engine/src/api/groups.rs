@@ -1,14 +1,21 @@
 //! Consumer group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-//! OffsetCommit, OffsetFetch. Each runs on the group's coordinator shard
-//! (`hash(group) % shards`).
+//! OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete. Each
+//! runs on the group's coordinator shard (`hash(group) % shards`); ListGroups asks every
+//! shard.
 
 use std::rc::Rc;
 
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -19,7 +26,7 @@ use kafka_protocol::protocol::StrBytes;
 use protocol::ErrorCode;
 
 use super::stable_hash;
-use crate::group::{CommittedOffset, JoinRequest};
+use crate::group::{CommittedOffset, GroupDescription, GroupState, JoinRequest};
 use crate::server::shard::Shard;
 
 fn code(error: Option<ErrorCode>) -> i16 {
@@ -28,6 +35,17 @@ fn code(error: Option<ErrorCode>) -> i16 {
 
 fn text(value: String) -> StrBytes {
     StrBytes::from_string(value)
+}
+
+/// Who sent a JoinGroup, as DescribeGroups shows it.
+pub struct Client {
+    pub id: String,
+    /// `/ip`, as Kafka shows client hosts.
+    pub host: String,
+}
+
+fn instance(id: &Option<StrBytes>) -> Option<String> {
+    id.as_ref().map(|id| id.to_string())
 }
 
 /// The shard coordinating `group`.
@@ -69,15 +87,15 @@ pub async fn join(
     shard: &Rc<Shard>,
     request: JoinGroupRequest,
     version: i16,
-    client_id: String,
+    client: Client,
 ) -> JoinGroupResponse {
     let group = request.group_id.0.to_string();
     let join = JoinRequest {
         group: group.clone(),
         member_id: request.member_id.to_string(),
-        instance_id: request.group_instance_id.as_ref().map(|id| id.to_string()),
-        client_id,
-        client_host: String::new(),
+        instance_id: instance(&request.group_instance_id),
+        client_id: client.id,
+        client_host: client.host,
         session_timeout_ms: request.session_timeout_ms,
         rebalance_timeout_ms: if version >= 1 {
             request.rebalance_timeout_ms
@@ -130,6 +148,7 @@ pub async fn sync(shard: &Rc<Shard>, request: SyncGroupRequest) -> SyncGroupResp
     let group = request.group_id.0.to_string();
     let member = request.member_id.to_string();
     let generation = request.generation_id;
+    let instance_id = instance(&request.group_instance_id);
     let assignments = request
         .assignments
         .iter()
@@ -140,7 +159,13 @@ pub async fn sync(shard: &Rc<Shard>, request: SyncGroupRequest) -> SyncGroupResp
         .call(owner, move |owner| async move {
             owner
                 .coordinator
-                .sync(&group, generation, &member, assignments)
+                .sync(
+                    &group,
+                    generation,
+                    &member,
+                    instance_id.as_deref(),
+                    assignments,
+                )
                 .await
         })
         .await;
@@ -160,10 +185,13 @@ pub async fn heartbeat(shard: &Rc<Shard>, request: HeartbeatRequest) -> Heartbea
     let group = request.group_id.0.to_string();
     let member = request.member_id.to_string();
     let generation = request.generation_id;
+    let instance_id = instance(&request.group_instance_id);
     let owner = coordinator_shard(shard, &group);
     let error = shard
         .call(owner, move |owner| async move {
-            owner.coordinator.heartbeat(&group, generation, &member)
+            owner
+                .coordinator
+                .heartbeat(&group, generation, &member, instance_id.as_deref())
         })
         .await
         .unwrap_or(Some(ErrorCode::CoordinatorNotAvailable));
@@ -180,21 +208,16 @@ pub async fn leave(
         request
             .members
             .iter()
-            .map(|m| {
-                (
-                    m.member_id.to_string(),
-                    m.group_instance_id.as_ref().map(|i| i.to_string()),
-                )
-            })
+            .map(|m| (m.member_id.to_string(), instance(&m.group_instance_id)))
             .collect()
     } else {
         vec![(request.member_id.to_string(), None)]
     };
-    let ids: Vec<String> = members.iter().map(|(id, _)| id.clone()).collect();
+    let leaving = members.clone();
     let owner = coordinator_shard(shard, &group);
     let results = shard
         .call(owner, move |owner| async move {
-            owner.coordinator.leave(&group, &ids)
+            owner.coordinator.leave(&group, &leaving)
         })
         .await
         .unwrap_or_else(|_| vec![Some(ErrorCode::CoordinatorNotAvailable); members.len()]);
@@ -223,6 +246,7 @@ pub async fn offset_commit(
     let group = request.group_id.0.to_string();
     let member = request.member_id.to_string();
     let generation = request.generation_id_or_member_epoch;
+    let instance_id = instance(&request.group_instance_id);
     let now = crate::storage::Clock::system().now_ms();
     let catalog = shard.context.catalog.snapshot();
     let mut commits = Vec::new();
@@ -253,7 +277,11 @@ pub async fn offset_commit(
     let owner = coordinator_shard(shard, &group);
     let error = shard
         .call(owner, move |owner| async move {
-            if let Some(refused) = owner.coordinator.check_commit(&group, generation, &member) {
+            let check =
+                owner
+                    .coordinator
+                    .check_commit(&group, generation, &member, instance_id.as_deref());
+            if let Some(refused) = check {
                 return Some(refused);
             }
             match owner.offsets().commit(&group, commits).await {
@@ -419,4 +447,252 @@ pub async fn offset_fetch(
         })
         .collect();
     OffsetFetchResponse::default().with_topics(topics)
+}
+
+/// Kafka's ACL operation bits a group allows here (no ACLs: READ, DELETE, DESCRIBE).
+const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+
+pub async fn list(
+    shard: &Rc<Shard>,
+    request: ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
+    let wanted: Vec<String> = if version >= 4 {
+        request
+            .states_filter
+            .iter()
+            .map(|state| state.to_lowercase())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut groups = Vec::new();
+    for coordinator in 0..shard.shard_count() {
+        let listed = shard
+            .call(coordinator, |owner| async move {
+                let mut listed: Vec<(String, String, &'static str)> = owner
+                    .coordinator
+                    .list()
+                    .into_iter()
+                    .map(|(name, kind, state)| (name, kind, state.name()))
+                    .collect();
+                for name in owner.offsets().groups() {
+                    if !listed.iter().any(|(known, _, _)| *known == name) {
+                        listed.push((name, "consumer".to_string(), GroupState::Empty.name()));
+                    }
+                }
+                listed
+            })
+            .await;
+        let Ok(listed) = listed else {
+            return ListGroupsResponse::default()
+                .with_error_code(ErrorCode::CoordinatorNotAvailable.code());
+        };
+        groups.extend(
+            listed.into_iter().filter(|(_, _, state)| {
+                wanted.is_empty() || wanted.contains(&state.to_lowercase())
+            }),
+        );
+    }
+    groups.sort();
+    ListGroupsResponse::default().with_groups(
+        groups
+            .into_iter()
+            .map(|(name, kind, state)| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(text(name)))
+                    .with_protocol_type(text(kind))
+                    .with_group_state(StrBytes::from_static_str(state))
+            })
+            .collect(),
+    )
+}
+
+/// A group's description from its coordinator: live state, or Empty when only committed
+/// offsets remain, or Dead when the group is unknown.
+async fn describe_one(shard: &Rc<Shard>, group: String) -> Option<GroupDescription> {
+    let owner = coordinator_shard(shard, &group);
+    shard
+        .call(owner, move |owner| async move {
+            owner.coordinator.describe(&group).unwrap_or_else(|| {
+                let known = owner.offsets().has_group(&group);
+                GroupDescription {
+                    state: if known {
+                        GroupState::Empty
+                    } else {
+                        GroupState::Dead
+                    },
+                    protocol_type: if known {
+                        "consumer".into()
+                    } else {
+                        String::new()
+                    },
+                    protocol: String::new(),
+                    members: Vec::new(),
+                }
+            })
+        })
+        .await
+        .ok()
+}
+
+pub async fn describe(shard: &Rc<Shard>, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let operations = if request.include_authorized_operations {
+        GROUP_OPERATIONS
+    } else {
+        i32::MIN
+    };
+    let mut described = Vec::with_capacity(request.groups.len());
+    for group in request.groups {
+        let entry = DescribedGroup::default()
+            .with_group_id(group.clone())
+            .with_authorized_operations(operations);
+        let Some(description) = describe_one(shard, group.0.to_string()).await else {
+            described.push(entry.with_error_code(ErrorCode::CoordinatorNotAvailable.code()));
+            continue;
+        };
+        described.push(
+            entry
+                .with_group_state(StrBytes::from_static_str(description.state.name()))
+                .with_protocol_type(text(description.protocol_type))
+                .with_protocol_data(text(description.protocol))
+                .with_members(
+                    description
+                        .members
+                        .into_iter()
+                        .map(|m| {
+                            DescribedGroupMember::default()
+                                .with_member_id(text(m.member_id))
+                                .with_group_instance_id(m.instance_id.map(text))
+                                .with_client_id(text(m.client_id))
+                                .with_client_host(text(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment)
+                        })
+                        .collect(),
+                ),
+        );
+    }
+    DescribeGroupsResponse::default().with_groups(described)
+}
+
+pub async fn delete(shard: &Rc<Shard>, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(request.groups_names.len());
+    for group in request.groups_names {
+        let name = group.0.to_string();
+        let owner = coordinator_shard(shard, &name);
+        let error = shard
+            .call(owner, move |owner| async move {
+                if owner.coordinator.has_members(&name) {
+                    return Some(ErrorCode::NonEmptyGroup);
+                }
+                if !owner.offsets().has_group(&name) && owner.coordinator.describe(&name).is_none()
+                {
+                    return Some(ErrorCode::GroupIdNotFound);
+                }
+                let now = crate::storage::Clock::system().now_ms();
+                if let Err(error) = owner.offsets().delete(&name, None, now).await {
+                    return Some(error.error_code());
+                }
+                owner.coordinator.forget(&name);
+                tracing::info!(group = name, "deleted group");
+                None
+            })
+            .await
+            .unwrap_or(Some(ErrorCode::CoordinatorNotAvailable));
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(group)
+                .with_error_code(code(error)),
+        );
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+pub async fn offset_delete(
+    shard: &Rc<Shard>,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    let group = request.group_id.0.to_string();
+    let catalog = shard.context.catalog.snapshot();
+    // Per requested partition: Err(code) decided here, or Ok(key) to delete.
+    let wanted: Vec<(String, Vec<(i32, bool)>)> = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let meta = catalog.topics.get(&name);
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let exists = meta.and_then(|m| m.owner(p.partition_index)).is_some();
+                    (p.partition_index, exists)
+                })
+                .collect();
+            (name, partitions)
+        })
+        .collect();
+    let owner = coordinator_shard(shard, &group);
+    let plan = wanted.clone();
+    let outcome = shard
+        .call(owner, move |owner| async move {
+            if !owner.offsets().has_group(&group) && owner.coordinator.describe(&group).is_none() {
+                return Err(ErrorCode::GroupIdNotFound);
+            }
+            let subscribed = owner.coordinator.subscribed_topics(&group);
+            let mut errors: Vec<Vec<Option<ErrorCode>>> = Vec::new();
+            let mut doomed = Vec::new();
+            for (topic, partitions) in &plan {
+                let busy = subscribed.contains(topic);
+                errors.push(
+                    partitions
+                        .iter()
+                        .map(|(partition, exists)| {
+                            if !exists {
+                                Some(ErrorCode::UnknownTopicOrPartition)
+                            } else if busy {
+                                Some(ErrorCode::GroupSubscribedToTopic)
+                            } else {
+                                doomed.push((topic.clone(), *partition));
+                                None
+                            }
+                        })
+                        .collect(),
+                );
+            }
+            let now = crate::storage::Clock::system().now_ms();
+            owner
+                .offsets()
+                .delete(&group, Some(doomed), now)
+                .await
+                .map_err(|error| error.error_code())?;
+            Ok(errors)
+        })
+        .await
+        .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable));
+    let errors = match outcome {
+        Ok(errors) => errors,
+        Err(error) => return OffsetDeleteResponse::default().with_error_code(error.code()),
+    };
+    let topics = wanted
+        .into_iter()
+        .zip(errors)
+        .map(|((topic, partitions), errors)| {
+            OffsetDeleteResponseTopic::default()
+                .with_name(TopicName(text(topic)))
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .zip(errors)
+                        .map(|((partition, _), error)| {
+                            OffsetDeleteResponsePartition::default()
+                                .with_partition_index(partition)
+                                .with_error_code(code(error))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
 }

@@ -13,6 +13,7 @@ pub mod produce;
 pub mod topics;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use kafka_protocol::messages::{RequestKind, ResponseKind};
@@ -23,7 +24,11 @@ use crate::server::shard::Shard;
 
 /// Answers one request; `None` when the request gets no response (produce with acks=0),
 /// an error when the connection must close.
-pub async fn handle(shard: &Rc<Shard>, request: Request) -> Result<Option<ResponseKind>, String> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: Request,
+    peer: SocketAddr,
+) -> Result<Option<ResponseKind>, String> {
     let version = request.api_version;
     Ok(Some(match request.body {
         RequestKind::ApiVersions(_) => {
@@ -74,9 +79,25 @@ pub async fn handle(shard: &Rc<Shard>, request: Request) -> Result<Option<Respon
                 .as_ref()
                 .map(|id| id.to_string())
                 .unwrap_or_default();
-            ResponseKind::JoinGroup(groups::join(shard, body, version, client_id).await)
+            let client = groups::Client {
+                id: client_id,
+                host: format!("/{}", peer.ip()),
+            };
+            ResponseKind::JoinGroup(groups::join(shard, body, version, client).await)
         }
         RequestKind::SyncGroup(body) => ResponseKind::SyncGroup(groups::sync(shard, body).await),
+        RequestKind::ListGroups(body) => {
+            ResponseKind::ListGroups(groups::list(shard, body, version).await)
+        }
+        RequestKind::DescribeGroups(body) => {
+            ResponseKind::DescribeGroups(groups::describe(shard, body).await)
+        }
+        RequestKind::DeleteGroups(body) => {
+            ResponseKind::DeleteGroups(groups::delete(shard, body).await)
+        }
+        RequestKind::OffsetDelete(body) => {
+            ResponseKind::OffsetDelete(groups::offset_delete(shard, body).await)
+        }
         RequestKind::Heartbeat(body) => {
             ResponseKind::Heartbeat(groups::heartbeat(shard, body).await)
         }

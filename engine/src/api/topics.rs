@@ -202,6 +202,27 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta, Ap
             tracing::warn!(topic = name, %message, "deleting partition data failed");
         }
     }
+    // Committed offsets of the topic go with it (every shard coordinates some groups), so a
+    // topic created again under the name starts without them.
+    for coordinator in 0..shard.shard_count() {
+        let topic = name.to_string();
+        let forgotten = shard
+            .try_call(coordinator, move |owner| async move {
+                let now = crate::storage::Clock::system().now_ms();
+                for (group, keys) in owner.offsets().committed_to(&topic) {
+                    owner
+                        .offsets()
+                        .delete(&group, Some(keys), now)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                }
+                Ok::<(), String>(())
+            })
+            .await;
+        if let Err(message) = forgotten {
+            tracing::warn!(topic = name, %message, "deleting committed offsets failed");
+        }
+    }
     tracing::info!(topic = name, "deleted topic");
     Ok(meta)
 }

@@ -2,6 +2,7 @@
 //! the protocol crate's client, like rpk or kafka-topics.sh.
 
 mod consume;
+mod group;
 mod produce;
 mod serve;
 mod topic;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Create, list, describe, delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
+    /// List, describe, reset and delete consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Produce lines from standard input, one record per line.
     Produce(produce::ProduceArgs),
     /// Consume records and print them, one per line.
@@ -55,6 +59,7 @@ pub fn run(args: Args) -> Result<(), String> {
     match args.command {
         Command::Serve(serve) => serve::run(serve),
         Command::Topic(command) => block_on(topic::run(&args.brokers, command)),
+        Command::Group(command) => block_on(group::run(&args.brokers, command)),
         Command::Produce(produce) => block_on(produce::run(&args.brokers, produce)),
         Command::Consume(consume) => block_on(consume::run(&args.brokers, consume)),
     }

@@ -59,6 +59,20 @@ pub struct ServeArgs {
     /// (group.initial.rebalance.delay.ms) [default: 3000].
     #[arg(long)]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Longest session timeout a group member may ask for (group.max.session.timeout.ms)
+    /// [default: 1800000].
+    #[arg(long)]
+    pub group_max_session_timeout_ms: Option<u64>,
+    /// Most members one group may have (group.max.size) [default: 1000].
+    #[arg(long)]
+    pub group_max_size: Option<usize>,
+    /// Offsets of a group without members expire this long after its last commit
+    /// (offsets.retention.minutes) [default: 10080].
+    #[arg(long)]
+    pub offsets_retention_minutes: Option<u64>,
+    /// The same in milliseconds, for tests; wins over the minutes.
+    #[arg(long, hide = true)]
+    pub offsets_retention_ms: Option<u64>,
 }
 
 /// The TOML file. Unknown keys are refused, so a typo is an error, not a silent default.
@@ -78,6 +92,9 @@ struct FileConfig {
     retention_check_secs: Option<u64>,
     group_min_session_timeout_ms: Option<u64>,
     group_initial_rebalance_delay_ms: Option<u64>,
+    group_max_session_timeout_ms: Option<u64>,
+    group_max_size: Option<usize>,
+    offsets_retention_minutes: Option<u64>,
     #[serde(default)]
     log: LogFileConfig,
 }
@@ -179,7 +196,24 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
                 .or(file.group_initial_rebalance_delay_ms)
                 .map(std::time::Duration::from_millis)
                 .unwrap_or(defaults.groups.initial_rebalance_delay),
-            ..defaults.groups.clone()
+            max_session_timeout: args
+                .group_max_session_timeout_ms
+                .or(file.group_max_session_timeout_ms)
+                .map(std::time::Duration::from_millis)
+                .unwrap_or(defaults.groups.max_session_timeout),
+            max_members: args
+                .group_max_size
+                .or(file.group_max_size)
+                .unwrap_or(defaults.groups.max_members)
+                .max(1),
+            offsets_retention: match args.offsets_retention_ms {
+                Some(ms) => std::time::Duration::from_millis(ms.max(1)),
+                None => args
+                    .offsets_retention_minutes
+                    .or(file.offsets_retention_minutes)
+                    .map(|minutes| std::time::Duration::from_secs(minutes.max(1) * 60))
+                    .unwrap_or(defaults.groups.offsets_retention),
+            },
         },
         log_defaults: log,
         ..defaults

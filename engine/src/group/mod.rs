@@ -4,14 +4,21 @@
 //! offsets are owned by that shard alone. States: Empty, PreparingRebalance (members
 //! (re)join; answers are held until everyone known has joined or the rebalance timeout
 //! passes), CompletingRebalance (the leader's SyncGroup carries the assignment), Stable.
-//! A ticker expires members whose session timed out and finishes overdue rebalances.
+//! A ticker expires members whose session timed out (or that never sent SyncGroup within
+//! the rebalance timeout) and finishes overdue rebalances. Static members
+//! (`group.instance.id`) keep their place across restarts; the id they held is fenced.
 //!
 //! Committed offsets are kept in memory and written durably (fdatasync'ed) to an internal
 //! log per shard (`__consumer_offsets-<shard>`) before a commit is acknowledged; every shard
-//! replays every such log at start-up, newest commit per key winning.
+//! replays every such log at start-up, newest commit per key winning. Offsets of deleted
+//! topics are deleted with them; those of groups without members expire after
+//! `offsets.retention.minutes` without a commit.
 
 mod coordinator;
 mod offsets;
 
-pub use coordinator::{Coordinator, GroupSettings, JoinOutcome, JoinRequest, SyncOutcome};
+pub use coordinator::{
+    consumer_subscription, Coordinator, GroupDescription, GroupSettings, GroupState, JoinOutcome,
+    JoinRequest, MemberDescription, SyncOutcome,
+};
 pub use offsets::{replay, CommittedOffset, GroupOffsets, OffsetStore, OFFSETS_LOG_PREFIX};

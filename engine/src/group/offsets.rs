@@ -3,9 +3,11 @@
 //!
 //! Byte format: each commit request is one RecordBatch v2 in `__consumer_offsets-<shard>`;
 //! a record's key is `group \0 topic \0 partition` and its value a JSON object
-//! `{"offset","leader_epoch","metadata","timestamp"}`. Crash policy: the log is a partition
+//! `{"offset","leader_epoch","metadata","timestamp"}`, or null for a deleted offset (a
+//! tombstone: DeleteGroups, OffsetDelete, a deleted topic, or expiry after
+//! `offsets.retention.minutes`). Crash policy: the log is a partition
 //! log like any other (recovered at open); at start-up every such log in the data directory
-//! is read and, per key, the commit with the newest timestamp wins, so commits survive a
+//! is read and, per key, the commit or tombstone with the newest timestamp wins, so commits survive a
 //! change of `--cores` that moves groups between shards.
 
 use std::cell::RefCell;
@@ -48,6 +50,96 @@ impl OffsetStore {
         }
     }
 
+    async fn append_durably(&self, builder: RecordBatchBuilder) -> Result<(), StorageError> {
+        let appended = self
+            .log
+            .append(BytesMut::from(&builder.finish()[..]), Ack::Durable)
+            .await?;
+        appended.wait().await
+    }
+
+    /// Deletes committed offsets durably (tombstones), then forgets them. `keys` of `None`
+    /// deletes every offset of the group. Returns what was deleted.
+    pub async fn delete(
+        &self,
+        group: &str,
+        keys: Option<Vec<Key>>,
+        now_ms: i64,
+    ) -> Result<Vec<Key>, StorageError> {
+        let doomed: Vec<Key> = {
+            let offsets = self.offsets.borrow();
+            let Some(entries) = offsets.get(group) else {
+                return Ok(Vec::new());
+            };
+            match keys {
+                Some(keys) => keys
+                    .into_iter()
+                    .filter(|k| entries.contains_key(k))
+                    .collect(),
+                None => entries.keys().cloned().collect(),
+            }
+        };
+        if doomed.is_empty() {
+            return Ok(doomed);
+        }
+        let mut builder = RecordBatchBuilder::new(now_ms);
+        for (topic, partition) in &doomed {
+            builder.push(
+                Some(record_key(group, topic, *partition).as_bytes()),
+                None,
+                now_ms,
+            );
+        }
+        self.append_durably(builder).await?;
+        let mut offsets = self.offsets.borrow_mut();
+        if let Some(entries) = offsets.get_mut(group) {
+            for key in &doomed {
+                entries.remove(key);
+            }
+            if entries.is_empty() {
+                offsets.remove(group);
+            }
+        }
+        Ok(doomed)
+    }
+
+    /// Groups with committed offsets.
+    pub fn groups(&self) -> Vec<String> {
+        self.offsets.borrow().keys().cloned().collect()
+    }
+
+    /// Whether the group has any committed offset.
+    pub fn has_group(&self, group: &str) -> bool {
+        self.offsets.borrow().contains_key(group)
+    }
+
+    /// (group, its offsets of `topic`) for every group that committed to `topic`.
+    pub fn committed_to(&self, topic: &str) -> Vec<(String, Vec<Key>)> {
+        self.offsets
+            .borrow()
+            .iter()
+            .map(|(group, entries)| {
+                let keys: Vec<Key> = entries
+                    .keys()
+                    .filter(|(t, _)| t == topic)
+                    .cloned()
+                    .collect();
+                (group.clone(), keys)
+            })
+            .filter(|(_, keys)| !keys.is_empty())
+            .collect()
+    }
+
+    /// Groups whose newest commit is older than `cutoff_ms` (candidates for expiry).
+    pub fn idle_since(&self, cutoff_ms: i64) -> Vec<String> {
+        self.offsets
+            .borrow()
+            .iter()
+            .filter(|(_, entries)| entries.values().all(|c| c.timestamp < cutoff_ms))
+            .map(|(group, _)| group.clone())
+            .collect()
+    }
+
     /// Commits offsets durably, then makes them visible.
     pub async fn commit(
         &self,
@@ -59,15 +151,14 @@ impl OffsetStore {
         }
         let mut builder = RecordBatchBuilder::new(commits[0].1.timestamp);
         for ((topic, partition), committed) in &commits {
-            let key = format!("{group}\0{topic}\0{partition}");
             let value = serde_json::to_vec(committed).expect("offset serializes");
-            builder.push(Some(key.as_bytes()), Some(&value), committed.timestamp);
+            builder.push(
+                Some(record_key(group, topic, *partition).as_bytes()),
+                Some(&value),
+                committed.timestamp,
+            );
         }
-        let appended = self
-            .log
-            .append(BytesMut::from(&builder.finish()[..]), Ack::Durable)
-            .await?;
-        appended.wait().await?;
+        self.append_durably(builder).await?;
         let mut offsets = self.offsets.borrow_mut();
         let entries = offsets.entry(group.to_string()).or_default();
         for (key, committed) in commits {
@@ -102,12 +193,17 @@ impl OffsetStore {
     }
 }
 
+fn record_key(group: &str, topic: &str, partition: i32) -> String {
+    format!("{group}\0{topic}\0{partition}")
+}
+
 /// Reads every `__consumer_offsets-*` log under `data_dir` (valid batches only, stopping at
 /// the first bad one in a segment) and keeps the newest commit per (group, topic, partition).
 pub fn replay(data_dir: &Path) -> GroupOffsets {
-    let mut newest: GroupOffsets = HashMap::new();
+    // Per key: (timestamp, the commit or None for a tombstone).
+    let mut newest: HashMap<String, HashMap<Key, (i64, Option<CommittedOffset>)>> = HashMap::new();
     let Ok(entries) = std::fs::read_dir(data_dir) else {
-        return newest;
+        return GroupOffsets::new();
     };
     for entry in entries.flatten() {
         if !entry
@@ -141,7 +237,7 @@ pub fn replay(data_dir: &Path) -> GroupOffsets {
                 }
                 if let Ok(records) = Records::new(batch) {
                     for record in records.flatten() {
-                        let (Some(key), Some(value)) = (record.key, record.value) else {
+                        let Some(key) = record.key else {
                             continue;
                         };
                         let key = String::from_utf8_lossy(key);
@@ -154,16 +250,20 @@ pub fn replay(data_dir: &Path) -> GroupOffsets {
                         let Ok(partition) = partition.parse::<i32>() else {
                             continue;
                         };
-                        let Ok(committed) = serde_json::from_slice::<CommittedOffset>(value) else {
-                            continue;
+                        let (timestamp, committed) = match record.value {
+                            None => (record.timestamp, None),
+                            Some(value) => match serde_json::from_slice::<CommittedOffset>(value) {
+                                Ok(committed) => (committed.timestamp, Some(committed)),
+                                Err(_) => continue,
+                            },
                         };
                         let entries = newest.entry(group.to_string()).or_default();
                         let slot = (topic.to_string(), partition);
                         if entries
                             .get(&slot)
-                            .is_none_or(|existing| existing.timestamp <= committed.timestamp)
+                            .is_none_or(|(existing, _)| *existing <= timestamp)
                         {
-                            entries.insert(slot, committed);
+                            entries.insert(slot, (timestamp, committed));
                         }
                     }
                 }
@@ -172,4 +272,14 @@ pub fn replay(data_dir: &Path) -> GroupOffsets {
         }
     }
     newest
+        .into_iter()
+        .map(|(group, entries)| {
+            let live: HashMap<Key, CommittedOffset> = entries
+                .into_iter()
+                .filter_map(|(key, (_, committed))| committed.map(|c| (key, c)))
+                .collect();
+            (group, live)
+        })
+        .filter(|(_, entries)| !entries.is_empty())
+        .collect()
 }

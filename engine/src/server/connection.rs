@@ -44,7 +44,7 @@ async fn serve_frames(shard: &Rc<Shard>, connection: &Connection, peer: SocketAd
         loop {
             match frame::split_frame(&mut buffer, max_request_bytes) {
                 Ok(Some(request)) => {
-                    if let Err(reason) = handle_frame(shard, connection, request).await {
+                    if let Err(reason) = handle_frame(shard, connection, request, peer).await {
                         tracing::info!(%peer, %reason, "closing connection");
                         return;
                     }
@@ -91,13 +91,14 @@ async fn handle_frame(
     shard: &Rc<Shard>,
     connection: &Connection,
     frame: Bytes,
+    peer: SocketAddr,
 ) -> Result<(), String> {
     let response = match decode_request(frame) {
         Ok(request) => {
             let started = std::time::Instant::now();
             let correlation_id = request.header.correlation_id;
             let (api_key, api_version) = (request.api_key, request.api_version);
-            let response = match api::handle(shard, request).await? {
+            let response = match api::handle(shard, request, peer).await? {
                 Some(body) => Some(
                     encode_response(correlation_id, api_key, api_version, &body)
                         .map_err(|error| error.to_string())?,

@@ -209,6 +209,7 @@ async fn run_shard(
     tokio::task::spawn_local(retention_loop(shard.clone()));
     tokio::task::spawn_local(publish_sizes_loop(shard.clone()));
     tokio::task::spawn_local(group_ticker(shard.clone()));
+    tokio::task::spawn_local(offsets_expiry_loop(shard.clone()));
     // Accepting and the inbox each run in a task of their own: an io_uring accept must never
     // be cancelled (as a losing `select!` branch would be), or the connection it completes
     // with is lost.
@@ -263,6 +264,32 @@ async fn group_ticker(shard: Rc<Shard>) {
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         shard.coordinator.tick();
+    }
+}
+
+/// Deletes the offsets of groups without members whose last commit is older than
+/// `offsets.retention.minutes` (Kafka expires them the same way).
+async fn offsets_expiry_loop(shard: Rc<Shard>) {
+    let retention = shard.context.config.groups.offsets_retention;
+    let interval = (retention / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(60),
+    );
+    loop {
+        tokio::time::sleep(interval).await;
+        let now = crate::storage::Clock::system().now_ms();
+        let cutoff = now - retention.as_millis() as i64;
+        for group in shard.offsets().idle_since(cutoff) {
+            if shard.coordinator.has_members(&group) {
+                continue;
+            }
+            match shard.offsets().delete(&group, None, now).await {
+                Ok(deleted) => {
+                    tracing::info!(group, offsets = deleted.len(), "expired committed offsets")
+                }
+                Err(error) => tracing::warn!(group, %error, "expiring committed offsets failed"),
+            }
+        }
     }
 }
 

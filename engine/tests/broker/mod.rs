@@ -12,6 +12,7 @@ pub struct BrokerProcess {
     pub address: String,
     data_dir: PathBuf,
     cores: usize,
+    flags: Vec<String>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -26,6 +27,7 @@ impl BrokerProcess {
             address,
             data_dir,
             cores,
+            flags: Vec::new(),
             _temp: Some(temp),
         }
     }
@@ -40,6 +42,7 @@ impl BrokerProcess {
             address,
             data_dir,
             cores,
+            flags: flags.iter().map(|flag| flag.to_string()).collect(),
             _temp: Some(temp),
         }
     }
@@ -48,10 +51,11 @@ impl BrokerProcess {
         &self.data_dir
     }
 
-    /// kill -9, then start again on the same address and data directory.
+    /// kill -9, then start again on the same address, data directory and flags.
     pub fn kill_and_restart(&mut self) {
         self.kill();
-        let (child, address) = spawn(&self.data_dir, &self.address, self.cores, &[]);
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        let (child, address) = spawn(&self.data_dir, &self.address, self.cores, &flags);
         assert_eq!(address, self.address);
         self.child = Some(child);
     }
