@@ -168,3 +168,293 @@ async fn two_groups_each_receive_every_message() {
     assert_eq!(by_group["email"], expected);
     assert_eq!(by_group["phone"], expected);
 }
+
+/// Waits until every member holds a stable assignment (the same for a second) covering
+/// `partitions` in total; returns each member's partitions.
+fn settled_assignment(members: &[&BaseConsumer], partitions: usize) -> Vec<BTreeSet<i32>> {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut last: Vec<BTreeSet<i32>> = Vec::new();
+    let mut since = Instant::now();
+    loop {
+        for consumer in members {
+            if let Some(message) = consumer.poll(Duration::from_millis(50)) {
+                let message = message.map(|m| {
+                    let value = String::from_utf8_lossy(m.payload().unwrap_or_default());
+                    format!("{} at {}-{}", value, m.partition(), m.offset())
+                });
+                panic!("no messages expected while settling: {message:?}");
+            }
+        }
+        let now: Vec<BTreeSet<i32>> = members
+            .iter()
+            .map(|c| {
+                c.assignment()
+                    .unwrap()
+                    .elements()
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect()
+            })
+            .collect();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+        let total: usize = last.iter().map(BTreeSet::len).sum();
+        if total == partitions && since.elapsed() > Duration::from_secs(1) {
+            return last;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "assignment never settled: {last:?}"
+        );
+    }
+}
+
+/// Each member got exactly the messages of the partitions it holds, every message once, and
+/// per key in production order.
+fn assert_delivery(
+    received: &[Vec<(i32, String)>],
+    held: &[BTreeSet<i32>],
+    range: std::ops::Range<usize>,
+) {
+    let mut all: Vec<String> = received.iter().flatten().map(|(_, v)| v.clone()).collect();
+    all.sort();
+    let mut expected: Vec<String> = range.map(|i| format!("message {i}")).collect();
+    expected.sort();
+    assert_eq!(all, expected, "every message exactly once");
+    for (messages, partitions) in received.iter().zip(held) {
+        for (partition, value) in messages {
+            assert!(
+                partitions.contains(partition),
+                "{value} from {partition}, held {partitions:?}"
+            );
+        }
+    }
+    // Keys: one consumer each, in order.
+    let mut owner: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut last_seen: BTreeMap<usize, usize> = BTreeMap::new();
+    for (at, messages) in received.iter().enumerate() {
+        for (_, value) in messages {
+            let i: usize = value.trim_start_matches("message ").parse().unwrap();
+            let key = i % 9;
+            assert_eq!(
+                *owner.entry(key).or_insert(at),
+                at,
+                "key-{key} reached two consumers"
+            );
+            if let Some(previous) = last_seen.insert(key, i) {
+                assert!(previous < i, "key-{key}: message {i} after {previous}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn four_partitions_three_members_one_holds_two_and_two_partitions_leave_one_idle() {
+    let broker = BrokerProcess::start_with(2, GROUP_FLAGS);
+    for (topic, partitions) in [("quad", "4"), ("pair", "2")] {
+        let (ok, _, err) = broker.cli(&["topic", "create", topic, "--partitions", partitions], "");
+        assert!(ok, "{err}");
+    }
+    // Four partitions, three members.
+    let members: Vec<BaseConsumer> = (0..3)
+        .map(|_| member(&broker, "quad-app", "quad"))
+        .collect();
+    let refs: Vec<&BaseConsumer> = members.iter().collect();
+    let held = settled_assignment(&refs, 4);
+    let mut sizes: Vec<usize> = held.iter().map(BTreeSet::len).collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![1, 1, 2], "{held:?}");
+    produce(&broker, "quad", 0..120).await;
+    let received = poll_until(&refs, 120);
+    assert_delivery(&received, &held, 0..120);
+    // Two partitions, three members: one idles.
+    let members: Vec<BaseConsumer> = (0..3)
+        .map(|_| member(&broker, "pair-app", "pair"))
+        .collect();
+    let refs: Vec<&BaseConsumer> = members.iter().collect();
+    let held = settled_assignment(&refs, 2);
+    let mut sizes: Vec<usize> = held.iter().map(BTreeSet::len).collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![0, 1, 1], "{held:?}");
+    produce(&broker, "pair", 0..60).await;
+    let received = poll_until(&refs, 60);
+    assert_delivery(&received, &held, 0..60);
+    let idle = held.iter().position(BTreeSet::is_empty).unwrap();
+    assert!(
+        received[idle].is_empty(),
+        "the idle member received nothing"
+    );
+}
+
+/// A librdkafka group member in its own process (confluent-kafka, auto-committing every
+/// 100 ms), so it can be killed outright; its messages arrive on the channel as
+/// (partition, value).
+fn process_member(
+    broker: &BrokerProcess,
+    group: &str,
+    topic: &str,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<(i32, String)>,
+) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/group_member.py");
+    let mut child = Command::new("python3")
+        .args([script, &broker.address, group, topic])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 with confluent-kafka (scripts/test installs it)");
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some((partition, value)) = line.split_once(' ') {
+                let _ = sender.send((partition.parse().unwrap(), value.to_string()));
+            }
+        }
+    });
+    (child, receiver)
+}
+
+#[tokio::test]
+async fn a_killed_member_hands_over_within_its_session_and_a_new_one_spreads_the_load() {
+    let broker = BrokerProcess::start_with(2, GROUP_FLAGS);
+    let (ok, _, err) = broker.cli(&["topic", "create", "spread", "--partitions", "3"], "");
+    assert!(ok, "{err}");
+    let a = member(&broker, "my-app3", "spread");
+    let b = member(&broker, "my-app3", "spread");
+    let (mut c, from_c) = process_member(&broker, "my-app3", "spread");
+    // a and b hold one partition each: c (another process) holds the third.
+    let held = settled_assignment(&[&a, &b], 2);
+    assert!(held.iter().all(|p| p.len() == 1), "{held:?}");
+    let c_partition = (0..3)
+        .find(|p| !held.iter().any(|h| h.contains(p)))
+        .unwrap();
+    produce(&broker, "spread", 0..30).await;
+    let mut received: Vec<Vec<(i32, String)>> = vec![Vec::new(), Vec::new()];
+    let deadline = Instant::now() + TIMEOUT;
+    let mut by_c = Vec::new();
+    while received.iter().map(Vec::len).sum::<usize>() + by_c.len() < 30 {
+        assert!(Instant::now() < deadline, "c got {} messages", by_c.len());
+        if let Ok(message) = from_c.recv_timeout(Duration::from_millis(50)) {
+            by_c.push(message);
+        }
+        for (at, consumer) in [&a, &b].iter().enumerate() {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(10)) {
+                let value = String::from_utf8_lossy(message.payload().unwrap()).into_owned();
+                received[at].push((message.partition(), value));
+            }
+        }
+    }
+    received.push(by_c);
+    let mut held_all = held.clone();
+    held_all.push(BTreeSet::from([c_partition]));
+    assert_delivery(&received, &held_all, 0..30);
+    for consumer in [&a, &b] {
+        consumer
+            .commit_consumer_state(CommitMode::Sync)
+            .expect("commit");
+    }
+    // c auto-commits every 100 ms; give it time, then kill it: no LeaveGroup, so its
+    // partition moves only when its 2 s session runs out.
+    std::thread::sleep(Duration::from_millis(500));
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let killed_at = Instant::now();
+    let held = settled_assignment(&[&a, &b], 3);
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(8),
+        "took over {:?} after the kill",
+        killed_at.elapsed()
+    );
+    produce(&broker, "spread", 30..60).await;
+    let received = poll_until(&[&a, &b], 30);
+    assert_delivery(&received, &held, 30..60);
+    for consumer in [&a, &b] {
+        consumer
+            .commit_consumer_state(CommitMode::Sync)
+            .expect("commit");
+    }
+    // A new member arrives: one partition each again, from the committed offsets.
+    let c = member(&broker, "my-app3", "spread");
+    let held = settled_assignment(&[&a, &b, &c], 3);
+    assert!(held.iter().all(|p| p.len() == 1), "spread back: {held:?}");
+    produce(&broker, "spread", 60..90).await;
+    let received = poll_until(&[&a, &b, &c], 30);
+    assert_delivery(&received, &held, 60..90);
+}
+
+#[tokio::test]
+async fn after_a_broker_restart_every_group_resumes_from_its_commits() {
+    use rdkafka::{Offset, TopicPartitionList};
+    let mut broker = BrokerProcess::start_with(2, GROUP_FLAGS);
+    let (ok, _, err) = broker.cli(&["topic", "create", "resume", "--partitions", "2"], "");
+    assert!(ok, "{err}");
+    produce(&broker, "resume", 0..60).await;
+    // "half" commits the middle of each partition, "all" commits everything.
+    let mut commit_points: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut after_commit: BTreeSet<String> = BTreeSet::new();
+    for group in ["half", "all"] {
+        let consumer = member(&broker, group, "resume");
+        let mut got: Vec<(i32, i64, String)> = Vec::new();
+        let deadline = Instant::now() + TIMEOUT;
+        while got.len() < 60 {
+            assert!(Instant::now() < deadline, "{group}: {} of 60", got.len());
+            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                let message = message.unwrap();
+                let value = String::from_utf8_lossy(message.payload().unwrap()).into_owned();
+                got.push((message.partition(), message.offset(), value));
+            }
+        }
+        let mut commits = TopicPartitionList::new();
+        for partition in 0..2 {
+            let ends = got.iter().filter(|(p, _, _)| *p == partition).count() as i64;
+            let point = if group == "half" { ends / 2 } else { ends };
+            commits
+                .add_partition_offset("resume", partition, Offset::Offset(point))
+                .unwrap();
+            if group == "half" {
+                commit_points.insert(partition, point);
+            }
+        }
+        consumer.commit(&commits, CommitMode::Sync).expect("commit");
+        if group == "half" {
+            after_commit = got
+                .iter()
+                .filter(|(p, o, _)| *o >= commit_points[p])
+                .map(|(_, _, v)| v.clone())
+                .collect();
+        }
+        drop(consumer);
+    }
+    broker.kill_and_restart();
+    produce(&broker, "resume", 60..70).await;
+    let new: BTreeSet<String> = (60..70).map(|i| format!("message {i}")).collect();
+    for (group, expected) in [
+        (
+            "half",
+            after_commit.union(&new).cloned().collect::<BTreeSet<_>>(),
+        ),
+        ("all", new.clone()),
+    ] {
+        let consumer = member(&broker, group, "resume");
+        let received = poll_until(&[&consumer], expected.len());
+        let values: Vec<String> = received[0].iter().map(|(_, v)| v.clone()).collect();
+        let distinct: BTreeSet<String> = values.iter().cloned().collect();
+        assert_eq!(values.len(), distinct.len(), "{group}: nothing twice");
+        assert_eq!(
+            distinct, expected,
+            "{group}: nothing committed again, nothing uncommitted skipped"
+        );
+        assert!(
+            consumer.poll(Duration::from_millis(500)).is_none(),
+            "{group}: nothing more"
+        );
+    }
+}

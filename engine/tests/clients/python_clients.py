@@ -97,5 +97,130 @@ def confluent():
     print("confluent-kafka ok")
 
 
+def kafka_python_group():
+    """Two KafkaConsumers in group py-app split three partitions; after they commit and
+    close, a new member of the group gets only what was produced since."""
+    import threading
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=BROKER)
+    admin.create_topics([NewTopic("py-group", num_partitions=3, replication_factor=1)])
+    admin.close()
+    stop = threading.Event()
+    received = [[], []]
+    assigned = [set(), set()]
+    consumers = [KafkaConsumer("py-group", bootstrap_servers=BROKER, group_id="py-app",
+                               enable_auto_commit=False, auto_offset_reset="earliest")
+                 for _ in range(2)]
+
+    def run(at):
+        consumer = consumers[at]
+        while not stop.is_set():
+            for records in consumer.poll(timeout_ms=100).values():
+                for record in records:
+                    received[at].append((record.partition, record.value.decode()))
+            assigned[at] = {tp.partition for tp in consumer.assignment()}
+        consumer.commit()
+        consumer.close()
+
+    threads = [threading.Thread(target=run, args=(at,)) for at in range(2)]
+    for thread in threads:
+        thread.start()
+    # Wait for a settled assignment: all three partitions, split 2 + 1, unchanged for 1 s.
+    deadline = time.time() + 30
+    last, since = None, time.time()
+    while True:
+        now = [frozenset(a) for a in assigned]
+        if now != last:
+            last, since = now, time.time()
+        if sum(len(a) for a in now) == 3 and all(now) and time.time() - since > 1:
+            break
+        assert time.time() < deadline, f"kafka-python group never settled: {now}"
+        time.sleep(0.1)
+    assert sorted(len(a) for a in last) == [1, 2], last
+    producer = KafkaProducer(bootstrap_servers=BROKER, acks="all")
+    for i in range(60):
+        producer.send("py-group", key=f"k{i % 5}".encode(), value=f"m{i}".encode())
+    producer.flush()
+    deadline = time.time() + 20
+    while sum(len(r) for r in received) < 60 and time.time() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    values = sorted(v for r in received for _, v in r)
+    assert values == sorted(f"m{i}" for i in range(60)), f"kafka-python group got {len(values)}"
+    for at in range(2):
+        assert all(p in last[at] for p, _ in received[at]), (at, last[at])
+
+    for i in range(60, 70):
+        producer.send("py-group", value=f"m{i}".encode())
+    producer.flush()
+    producer.close()
+    again = KafkaConsumer("py-group", bootstrap_servers=BROKER, group_id="py-app",
+                          enable_auto_commit=False, auto_offset_reset="earliest",
+                          consumer_timeout_ms=4000)
+    later = sorted(record.value.decode() for record in again)
+    again.close()
+    assert later == sorted(f"m{i}" for i in range(60, 70)), later
+    print("kafka-python group ok")
+
+
+def confluent_manual_commits():
+    """A confluent-kafka consumer commits some messages one by one, synchronously; the next
+    member of its group starts exactly after them."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": BROKER})
+    for future in admin.create_topics([NewTopic("ck-manual", num_partitions=2, replication_factor=1)]).values():
+        future.result(timeout=10)
+    producer = Producer({"bootstrap.servers": BROKER, "acks": "all"})
+    for i in range(40):
+        producer.produce("ck-manual", key=f"k{i % 7}", value=f"v{i}")
+    assert producer.flush(10) == 0
+
+    settings = {"bootstrap.servers": BROKER, "group.id": "ck-app", "enable.auto.commit": False,
+                "auto.offset.reset": "earliest"}
+    consumer = Consumer(settings)
+    consumer.subscribe(["ck-manual"])
+    seen = []
+    deadline = time.time() + 30
+    while len(seen) < 40 and time.time() < deadline:
+        message = consumer.poll(0.2)
+        if message is None:
+            continue
+        assert message.error() is None, message.error()
+        seen.append((message.partition(), message.offset(), message.value().decode()))
+        if len(seen) <= 25:
+            consumer.commit(message=message, asynchronous=False)
+    assert len(seen) == 40, len(seen)
+    committed_to = {}
+    for partition, offset, _ in seen[:25]:
+        committed_to[partition] = offset + 1
+    committed = consumer.committed([TopicPartition("ck-manual", p) for p in range(2)], timeout=10)
+    for tp in committed:
+        assert tp.offset == committed_to.get(tp.partition, -1001), (tp, committed_to)
+    consumer.close()
+
+    expected = sorted(v for p, o, v in seen if o >= committed_to.get(p, 0))
+    again = Consumer(settings)
+    again.subscribe(["ck-manual"])
+    rest = []
+    deadline = time.time() + 20
+    while len(rest) < len(expected) and time.time() < deadline:
+        message = again.poll(0.2)
+        if message is not None and message.error() is None:
+            rest.append(message.value().decode())
+    extra = again.poll(1.0)
+    again.close()
+    assert extra is None, extra.value()
+    assert sorted(rest) == expected, (rest, expected)
+    print("confluent-kafka manual commits ok")
+
+
 kafka_python()
 confluent()
+kafka_python_group()
+confluent_manual_commits()
