@@ -792,3 +792,108 @@ async fn offsets_of_groups_without_members_expire_after_the_retention() {
     assert!(!list(&mut admin, &[]).await.iter().any(|(g, _)| g == "gone"));
     assert_eq!(committed(&mut admin, "alive", "t", &[0]).await, vec![8]);
 }
+
+/// Segment files of the internal offsets logs, by log directory.
+fn offsets_segments(broker: &BrokerProcess) -> Vec<(String, usize)> {
+    let mut logs: Vec<(String, usize)> = std::fs::read_dir(broker.data_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("__consumer_offsets-")
+        })
+        .map(|e| {
+            let segments = std::fs::read_dir(e.path())
+                .unwrap()
+                .flatten()
+                .filter(|f| {
+                    let name = f.file_name().to_string_lossy().into_owned();
+                    name.ends_with(".log") && name.len() == 24
+                })
+                .count();
+            (e.file_name().to_string_lossy().into_owned(), segments)
+        })
+        .collect();
+    logs.sort();
+    logs
+}
+
+#[tokio::test]
+async fn the_offsets_log_is_compacted_and_survives_restarts_and_a_change_of_cores() {
+    let mut flags = FLAGS.to_vec();
+    flags.extend(["--offsets-segment-bytes", "65536"]);
+    let mut broker = BrokerProcess::start_with(2, &flags);
+    let (ok, _, err) = broker.cli(&["topic", "create", "t", "--partitions", "4"], "");
+    assert!(ok, "{err}");
+    let mut admin = Client::connect(&broker.address, "admin").await.unwrap();
+    // A group that is deleted early must stay deleted through every compaction and restart.
+    let mut doomed = Member::new(&broker, "doomed", "d").await;
+    assert_eq!(doomed.commit("t", &[(0, 1)]).await, vec![0]);
+    let delete = DeleteGroupsRequest::default().with_groups_names(vec![group_id("doomed")]);
+    assert_eq!(admin.send(&delete).await.unwrap().results[0].error_code, 0);
+    // 1000 commits of ~700 bytes over 8 groups: about 10 segments' worth per shard.
+    let metadata = "m".repeat(600);
+    let mut expected = std::collections::BTreeMap::new();
+    let mut committers: Vec<Member> = Vec::new();
+    for g in 0..8 {
+        let mut member = Member::new(&broker, &format!("busy-{g}"), "busy").await;
+        member.generation = -1;
+        committers.push(member);
+    }
+    for round in 0..125i64 {
+        for (g, member) in committers.iter_mut().enumerate() {
+            let request = OffsetCommitRequest::default()
+                .with_group_id(group_id(&member.group))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(text("t")))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index((g % 4) as i32)
+                        .with_committed_offset(round)
+                        .with_committed_metadata(Some(text(&metadata)))])]);
+            let response = member.client.send_version(&request, 8).await.unwrap();
+            assert_eq!(response.topics[0].partitions[0].error_code, 0);
+            expected.insert(member.group.clone(), round);
+        }
+    }
+    for (log, segments) in offsets_segments(&broker) {
+        assert!(
+            segments <= 3,
+            "{log} has {segments} segments: not compacted"
+        );
+    }
+    let address = broker.address.clone();
+    let check = |cores: usize| {
+        let expected = expected.clone();
+        let address = address.clone();
+        async move {
+            let mut admin = Client::connect(&address, "admin").await.unwrap();
+            for (g, (group, round)) in expected.iter().enumerate() {
+                let partition = (g % 4) as i32;
+                assert_eq!(
+                    committed(&mut admin, group, "t", &[partition]).await,
+                    vec![*round],
+                    "{group} with {cores} cores"
+                );
+            }
+            assert_eq!(committed(&mut admin, "doomed", "t", &[0]).await, vec![-1]);
+        }
+    };
+    check(2).await;
+    broker.kill_and_restart();
+    check(2).await;
+    broker.kill_and_restart_with_cores(1);
+    check(1).await;
+    let logs: Vec<String> = offsets_segments(&broker)
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect();
+    assert_eq!(
+        logs,
+        vec!["__consumer_offsets-0".to_string()],
+        "the former shard's log is gone"
+    );
+    broker.kill_and_restart_with_cores(3);
+    check(3).await;
+}

@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// (offsets.retention.minutes) [default: 10080].
     #[arg(long)]
     pub offsets_retention_minutes: Option<u64>,
+    /// Segment size of the internal offsets logs (offsets.topic.segment.bytes); each roll
+    /// compacts them [default: 104857600].
+    #[arg(long)]
+    pub offsets_segment_bytes: Option<u64>,
     /// The same in milliseconds, for tests; wins over the minutes.
     #[arg(long, hide = true)]
     pub offsets_retention_ms: Option<u64>,
@@ -95,6 +99,7 @@ struct FileConfig {
     group_max_session_timeout_ms: Option<u64>,
     group_max_size: Option<usize>,
     offsets_retention_minutes: Option<u64>,
+    offsets_segment_bytes: Option<u64>,
     #[serde(default)]
     log: LogFileConfig,
 }
@@ -214,6 +219,11 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
                     .map(|minutes| std::time::Duration::from_secs(minutes.max(1) * 60))
                     .unwrap_or(defaults.groups.offsets_retention),
             },
+            offsets_segment_bytes: args
+                .offsets_segment_bytes
+                .or(file.offsets_segment_bytes)
+                .unwrap_or(defaults.groups.offsets_segment_bytes)
+                .max(64 * 1024),
         },
         log_defaults: log,
         ..defaults

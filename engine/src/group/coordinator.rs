@@ -19,6 +19,9 @@ pub struct GroupSettings {
     /// `offsets.retention.minutes`: offsets of a group without members expire this long
     /// after its last commit.
     pub offsets_retention: Duration,
+    /// `offsets.topic.segment.bytes`: segment size of the internal offsets logs, which are
+    /// compacted each time they roll.
+    pub offsets_segment_bytes: u64,
 }
 
 impl Default for GroupSettings {
@@ -29,6 +32,7 @@ impl Default for GroupSettings {
             initial_rebalance_delay: Duration::from_millis(3_000),
             max_members: 1_000,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            offsets_segment_bytes: 100 * 1024 * 1024,
         }
     }
 }

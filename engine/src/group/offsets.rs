@@ -10,7 +10,7 @@
 //! is read and, per key, the commit or tombstone with the newest timestamp wins, so commits survive a
 //! change of `--cores` that moves groups between shards.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -36,10 +36,17 @@ type Key = (String, i32);
 /// Committed offsets by group, then by (topic, partition).
 pub type GroupOffsets = HashMap<String, HashMap<Key, CommittedOffset>>;
 
+/// Most records in one batch of a snapshot.
+const SNAPSHOT_BATCH_RECORDS: usize = 512;
+
 /// The committed offsets of the groups one shard coordinates.
 pub struct OffsetStore {
     offsets: RefCell<GroupOffsets>,
     log: PartitionLog,
+    /// Bytes the last snapshot took; the log is compacted again once it holds twice that
+    /// (and more than one segment).
+    snapshot_bytes: Cell<u64>,
+    compacting: Cell<bool>,
 }
 
 impl OffsetStore {
@@ -47,7 +54,71 @@ impl OffsetStore {
         OffsetStore {
             offsets: RefCell::new(replayed),
             log,
+            snapshot_bytes: Cell::new(0),
+            compacting: Cell::new(false),
         }
+    }
+
+    /// Compacts the log: writes every live offset again (a snapshot, each with its own
+    /// commit timestamp), durably, then deletes the segments wholly before the snapshot.
+    /// Tombstones are not carried over: what they deleted is absent from the snapshot, and
+    /// the older segments that held it are gone. Run at start-up (so a shard's log holds
+    /// only its own groups, whatever `--cores` was before) and whenever the log has rolled
+    /// and doubled since the last snapshot.
+    pub async fn compact(&self) -> Result<(), StorageError> {
+        if self.compacting.replace(true) {
+            return Ok(());
+        }
+        let result = self.write_snapshot().await;
+        self.compacting.set(false);
+        result
+    }
+
+    async fn write_snapshot(&self) -> Result<(), StorageError> {
+        let mut entries: Vec<(String, Key, CommittedOffset)> = {
+            let offsets = self.offsets.borrow();
+            offsets
+                .iter()
+                .flat_map(|(group, entries)| {
+                    entries
+                        .iter()
+                        .map(move |(key, c)| (group.clone(), key.clone(), c.clone()))
+                })
+                .collect()
+        };
+        entries.sort_by_key(|(_, _, committed)| committed.timestamp);
+        let start = self.log.log_end_offset();
+        let size_before = self.log.size_bytes();
+        for chunk in entries.chunks(SNAPSHOT_BATCH_RECORDS) {
+            let mut builder = RecordBatchBuilder::new(chunk[0].2.timestamp);
+            for (group, (topic, partition), committed) in chunk {
+                let value = serde_json::to_vec(committed).expect("offset serializes");
+                builder.push(
+                    Some(record_key(group, topic, *partition).as_bytes()),
+                    Some(&value),
+                    committed.timestamp,
+                );
+            }
+            self.append_durably(builder).await?;
+        }
+        let written = self.log.size_bytes().saturating_sub(size_before);
+        let deleted = self.log.delete_segments_before(start).await?;
+        self.snapshot_bytes.set(written.max(1));
+        tracing::debug!(
+            offsets = entries.len(),
+            bytes = written,
+            segments_deleted = deleted,
+            "compacted the offsets log"
+        );
+        Ok(())
+    }
+
+    /// Compacts when the log has rolled and grown to twice its last snapshot.
+    async fn maybe_compact(&self) -> Result<(), StorageError> {
+        if self.log.segment_count() > 1 && self.log.size_bytes() > 2 * self.snapshot_bytes.get() {
+            self.compact().await?;
+        }
+        Ok(())
     }
 
     async fn append_durably(&self, builder: RecordBatchBuilder) -> Result<(), StorageError> {
@@ -91,15 +162,18 @@ impl OffsetStore {
             );
         }
         self.append_durably(builder).await?;
-        let mut offsets = self.offsets.borrow_mut();
-        if let Some(entries) = offsets.get_mut(group) {
-            for key in &doomed {
-                entries.remove(key);
-            }
-            if entries.is_empty() {
-                offsets.remove(group);
+        {
+            let mut offsets = self.offsets.borrow_mut();
+            if let Some(entries) = offsets.get_mut(group) {
+                for key in &doomed {
+                    entries.remove(key);
+                }
+                if entries.is_empty() {
+                    offsets.remove(group);
+                }
             }
         }
+        self.maybe_compact().await?;
         Ok(doomed)
     }
 
@@ -159,12 +233,14 @@ impl OffsetStore {
             );
         }
         self.append_durably(builder).await?;
-        let mut offsets = self.offsets.borrow_mut();
-        let entries = offsets.entry(group.to_string()).or_default();
-        for (key, committed) in commits {
-            entries.insert(key, committed);
+        {
+            let mut offsets = self.offsets.borrow_mut();
+            let entries = offsets.entry(group.to_string()).or_default();
+            for (key, committed) in commits {
+                entries.insert(key, committed);
+            }
         }
-        Ok(())
+        self.maybe_compact().await
     }
 
     /// A group's committed offset for one partition.
@@ -216,18 +292,30 @@ pub fn replay(data_dir: &Path) -> GroupOffsets {
         let Ok(files) = std::fs::read_dir(entry.path()) else {
             continue;
         };
-        let mut logs: Vec<_> = files
+        // Segments only (named by their 20-digit base offset; not a prepared or recycled
+        // file), in offset order, each read while its offsets continue.
+        let mut logs: Vec<(i64, std::path::PathBuf)> = files
             .flatten()
             .map(|f| f.path())
             .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .filter_map(|p| {
+                let stem = p.file_stem()?.to_str()?;
+                let base = (stem.len() == 20).then(|| stem.parse::<i64>().ok())??;
+                Some((base, p))
+            })
             .collect();
         logs.sort();
-        for log in logs {
+        for (base, log) in logs {
             let Ok(bytes) = std::fs::read(&log) else {
                 continue;
             };
             let mut at = 0;
+            let mut expected = base;
             while let Ok(header) = BatchHeader::parse(&bytes[at..]) {
+                if header.base_offset != expected {
+                    break;
+                }
+                expected = header.last_offset() + 1;
                 let end = at + header.total_bytes();
                 let Some(batch) = bytes.get(at..end) else {
                     break;

@@ -147,6 +147,7 @@ impl Broker {
                 Err(_) => break,
             }
         }
+        remove_stale_offsets_logs(&config);
         tracing::info!(%address, shards = config.cores, data_dir = %config.data_dir.display(), "ringlog is serving");
         Ok(Broker {
             address,
@@ -161,6 +162,31 @@ impl Broker {
         let _ = self.shutdown.send(true);
         for thread in self.threads {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Offsets logs of shards that no longer exist (`--cores` went down): every group they held
+/// was replayed and snapshotted into its new shard's log when the shards started.
+fn remove_stale_offsets_logs(config: &BrokerConfig) {
+    let Ok(entries) = std::fs::read_dir(&config.data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(shard) = name
+            .strip_prefix(crate::group::OFFSETS_LOG_PREFIX)
+            .and_then(|id| id.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if shard >= config.cores {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => tracing::info!(log = name, "removed the offsets log of a former shard"),
+                Err(error) => {
+                    tracing::warn!(log = name, %error, "cannot remove a former shard's offsets log")
+                }
+            }
         }
     }
 }

@@ -116,9 +116,12 @@ impl Shard {
             crate::group::OFFSETS_LOG_PREFIX,
             self.id
         ));
+        // Never deleted by retention nor recycled: only compaction removes old segments.
         let config = crate::storage::LogConfig {
             retention_ms: None,
             retention_bytes: None,
+            segment_bytes: self.context.config.groups.offsets_segment_bytes,
+            recycle_segments_max: 0,
             ..self.context.config.log_defaults.clone()
         };
         let log = PartitionLog::open(self.disk.clone(), dir, config, Clock::system()).await?;
@@ -133,7 +136,7 @@ impl Shard {
             .map(|(group, offsets)| (group.clone(), offsets.clone()))
             .collect();
         let _ = self.offsets.set(crate::group::OffsetStore::new(log, mine));
-        Ok(())
+        self.offsets().compact().await
     }
 
     pub fn shard_count(&self) -> usize {

@@ -574,6 +574,20 @@ impl PartitionLog {
         flusher::delete_oldest_segments(&self.inner, count).await
     }
 
+    /// Deletes the closed segments that hold only offsets below `offset` (whose successor
+    /// starts at or before it); returns how many. The active segment always stays.
+    pub async fn delete_segments_before(&self, offset: i64) -> Result<usize, StorageError> {
+        let bases = self.segment_bases();
+        let count = bases
+            .windows(2)
+            .take_while(|pair| pair[1] <= offset)
+            .count();
+        if count == 0 {
+            return Ok(0);
+        }
+        flusher::delete_oldest_segments(&self.inner, count).await
+    }
+
     /// Flushes everything, writes the indexes, and stops the flusher.
     pub async fn close(mut self) -> Result<(), StorageError> {
         let flushed = self.flush().await;

@@ -60,6 +60,12 @@ impl BrokerProcess {
         self.child = Some(child);
     }
 
+    /// kill -9, then start again with `cores` shards (same address, data and flags).
+    pub fn kill_and_restart_with_cores(&mut self, cores: usize) {
+        self.cores = cores;
+        self.kill_and_restart();
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
