@@ -485,10 +485,17 @@ impl Group {
     }
 }
 
+/// Most member ids handed out (MEMBER_ID_REQUIRED) and not yet used, across a shard's
+/// groups: each also keeps its group in memory until it expires, so this bounds what a
+/// client can make the coordinator hold by asking for ids under many group names.
+const PENDING_MEMBERS_MAX: usize = 100_000;
+
 /// The groups coordinated by one shard.
 pub struct Coordinator {
     groups: RefCell<HashMap<String, Group>>,
     settings: GroupSettings,
+    /// Member ids handed out and not yet used, across groups (recounted every tick).
+    pending: std::cell::Cell<usize>,
 }
 
 impl Coordinator {
@@ -496,6 +503,7 @@ impl Coordinator {
         Coordinator {
             groups: RefCell::new(HashMap::new()),
             settings,
+            pending: std::cell::Cell::new(0),
         }
     }
 
@@ -555,10 +563,13 @@ impl Coordinator {
                 None => {
                     let id = format!("{}-{}", request.client_id, uuid::Uuid::new_v4());
                     if request.require_known_member_id && instance.is_none() {
-                        if group.pending.len() + group.members.len() >= settings.max_members {
+                        if group.pending.len() + group.members.len() >= settings.max_members
+                            || self.pending.get() >= PENDING_MEMBERS_MAX
+                        {
                             return refuse(ErrorCode::GroupMaxSizeReached, String::new());
                         }
                         group.pending.insert(id.clone(), now + session);
+                        self.pending.set(self.pending.get() + 1);
                         return refuse(ErrorCode::MemberIdRequired, id);
                     }
                     id
@@ -890,6 +901,8 @@ impl Coordinator {
                 && group.members.is_empty()
                 && group.pending.is_empty())
         });
+        self.pending
+            .set(groups.values().map(|group| group.pending.len()).sum());
     }
 }
 
