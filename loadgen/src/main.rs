@@ -1,0 +1,486 @@
+//! `loadgen`: throughput and latency against ringlog or any Kafka broker.
+//!
+//! With no arguments it starts ringlog in this process on a temporary data directory and a
+//! free port, runs the standard workload (1M msg/s of 100-byte records, acks=all, durable),
+//! prints the summary, writes the result to results/loadgen/, and cleans up.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use loadgen::report;
+use loadgen::result::{BrokerInfo, RunResult};
+use loadgen::run::{run, BrokerProcess};
+use loadgen::workload::{
+    parse_acks, parse_bytes, parse_compression, parse_duration, Keys, Workload,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Throughput and p99 latency against ringlog or any Kafka broker (no arguments: the standard workload on an embedded ringlog)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// One run.
+    Run {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// One run per combination of the listed settings; one table and one chart.
+    Sweep {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        #[command(flatten)]
+        output: Output,
+        /// Batch sizes to sweep (comma-separated: 16k,64k,256k).
+        #[arg(long = "batch-bytes-list", alias = "batches", value_delimiter = ',')]
+        batch_bytes: Vec<String>,
+        /// Codecs to sweep (none,gzip,lz4,zstd).
+        #[arg(long = "compression-list", alias = "codecs", value_delimiter = ',')]
+        compression: Vec<String>,
+        /// Acks to sweep (0,1,all).
+        #[arg(long = "acks-list", value_delimiter = ',')]
+        acks: Vec<String>,
+    },
+    /// The same workload against several brokers, side by side.
+    Compare {
+        /// name=host:port; repeat. "ringlog=embedded" starts one here.
+        #[arg(long = "target", required = true)]
+        targets: Vec<String>,
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+struct Target {
+    /// A broker to drive (host:port). Without it, ringlog starts in this process.
+    #[arg(long, short = 'b')]
+    bootstrap: Option<String>,
+    /// The broker's pid when it runs on this machine, for its CPU time.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    /// Data directory of the embedded broker [default: a temporary directory, removed
+    /// afterwards].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Shards of the embedded broker [default: one per core].
+    #[arg(long)]
+    broker_cores: Option<usize>,
+    /// The embedded broker skips fdatasync (flush on demand only): for comparisons with
+    /// brokers that do not sync.
+    #[arg(long)]
+    no_fsync: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+struct WorkloadArgs {
+    #[arg(long, default_value = "loadgen")]
+    topic: String,
+    /// Partitions, when the topic is created.
+    #[arg(long, default_value_t = 8)]
+    partitions: i32,
+    #[arg(long, default_value_t = 2)]
+    producers: usize,
+    #[arg(long, default_value_t = 2)]
+    consumers: usize,
+    #[arg(long, default_value_t = 100)]
+    message_bytes: usize,
+    /// Records per second over all producers; 0 finds the maximum.
+    #[arg(long, default_value_t = 1_000_000)]
+    rate: u64,
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Excluded from every figure.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    warmup: Duration,
+    #[arg(long, default_value = "64k", value_parser = parse_bytes)]
+    batch_bytes: usize,
+    #[arg(long, default_value_t = 1)]
+    linger_ms: u64,
+    /// Unanswered requests per producer connection.
+    #[arg(long, default_value_t = 5)]
+    in_flight: usize,
+    #[arg(long, default_value = "none")]
+    compression: String,
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// none, round-robin:K, uniform:K, hot:K:SHARE (keyed records use Java's murmur2
+    /// partitioner).
+    #[arg(long, default_value = "none")]
+    keys: String,
+    #[arg(long, default_value_t = 100)]
+    fetch_max_wait_ms: u64,
+    #[arg(long, default_value = "16m", value_parser = parse_bytes)]
+    fetch_max_bytes: usize,
+    /// PASS needs produce p99 at most this.
+    #[arg(long, default_value_t = 5.0)]
+    p99_target_ms: f64,
+    /// PASS needs this many msg/s [default: --rate, or 1,000,000 with --rate 0].
+    #[arg(long)]
+    target_rate: Option<u64>,
+}
+
+impl WorkloadArgs {
+    fn workload(&self) -> Result<Workload, String> {
+        if self.producers == 0 || self.partitions <= 0 {
+            return Err("at least one producer and one partition".into());
+        }
+        if self.message_bytes < loadgen::payload::STAMP_BYTES {
+            return Err(format!(
+                "--message-bytes {}: records carry a {}-byte stamp",
+                self.message_bytes,
+                loadgen::payload::STAMP_BYTES
+            ));
+        }
+        Ok(Workload {
+            topic: self.topic.clone(),
+            partitions: self.partitions,
+            producers: self.producers,
+            consumers: self.consumers,
+            message_bytes: self.message_bytes,
+            rate: self.rate,
+            duration: self.duration,
+            warmup: self.warmup,
+            batch_bytes: self.batch_bytes,
+            linger: Duration::from_millis(self.linger_ms),
+            in_flight: self.in_flight.max(1),
+            compression: parse_compression(&self.compression)?,
+            acks: parse_acks(&self.acks)?,
+            keys: Keys::parse(&self.keys)?,
+            fetch_max_wait: Duration::from_millis(self.fetch_max_wait_ms),
+            fetch_max_bytes: self.fetch_max_bytes.min(i32::MAX as usize) as i32,
+            p99_target_ms: self.p99_target_ms,
+            target_rate: self.target_rate.unwrap_or(if self.rate == 0 {
+                1_000_000
+            } else {
+                self.rate
+            }),
+        })
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+struct Output {
+    /// Where results go.
+    #[arg(long, default_value = "results/loadgen")]
+    out: PathBuf,
+    /// File name of the result [default: derived from the settings and time].
+    #[arg(long)]
+    name: Option<String>,
+    /// No line per second.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// A ringlog broker in this process, on a temporary directory unless given one.
+struct Embedded {
+    broker: Option<engine::server::Broker>,
+    _temp: Option<tempfile::TempDir>,
+    settings: Vec<(String, String)>,
+}
+
+impl Embedded {
+    fn start(target: &Target) -> Result<Embedded, String> {
+        let (dir, temp) = match &target.data_dir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("loadgen-ringlog-")
+                    .tempdir()
+                    .map_err(|error| format!("cannot make a temporary data directory: {error}"))?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        let mut config = engine::server::BrokerConfig {
+            data_dir: dir.clone(),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            pin_cores: false,
+            ..engine::server::BrokerConfig::default()
+        };
+        if let Some(cores) = target.broker_cores {
+            config.cores = cores.max(1);
+        }
+        if target.no_fsync {
+            config.log_defaults.flush_policy = engine::storage::FlushPolicy::OnDemand;
+        }
+        if let Err(reason) = engine::io::probe(config.io_backend) {
+            eprintln!("{reason}; using the portable backend");
+            config.io_backend = engine::io::Backend::Portable;
+        }
+        let settings = vec![
+            ("cores".to_string(), config.cores.to_string()),
+            ("io_backend".to_string(), format!("{:?}", config.io_backend)),
+            (
+                "flush".to_string(),
+                format!("{:?}", config.log_defaults.flush_policy),
+            ),
+            ("data_dir".to_string(), dir.display().to_string()),
+        ];
+        let broker = engine::server::Broker::start(config)
+            .map_err(|error| format!("cannot start the embedded broker: {error}"))?;
+        Ok(Embedded {
+            broker: Some(broker),
+            _temp: temp,
+            settings,
+        })
+    }
+
+    fn address(&self) -> String {
+        self.broker
+            .as_ref()
+            .map(|b| b.address.to_string())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(broker) = self.broker.take() {
+            broker.shutdown();
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("loadgen")
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the runtime: {error}"))
+}
+
+/// One run against a target (embedded when it has no address).
+fn run_one(
+    target: &Target,
+    workload: Workload,
+    name: &str,
+    quiet: bool,
+) -> Result<RunResult, String> {
+    let embedded = match &target.bootstrap {
+        Some(_) => None,
+        None => Some(Embedded::start(target)?),
+    };
+    let address = match (&target.bootstrap, &embedded) {
+        (Some(address), _) => address.clone(),
+        (None, Some(embedded)) => embedded.address(),
+        (None, None) => unreachable!("embedded when no address"),
+    };
+    let process = match (&embedded, target.broker_pid) {
+        (Some(_), _) => BrokerProcess::Embedded,
+        (None, Some(pid)) => BrokerProcess::Pid(pid),
+        (None, None) => BrokerProcess::Remote,
+    };
+    if !quiet {
+        println!("{name}: {} against {address}", workload.label());
+    }
+    let mut result = runtime()?.block_on(run(&address, workload, process, quiet))?;
+    result.broker = BrokerInfo {
+        name: name.to_string(),
+        address,
+        embedded: embedded.is_some(),
+        settings: embedded
+            .as_ref()
+            .map(|e| e.settings.clone())
+            .unwrap_or_default(),
+    };
+    Ok(result)
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|error| error.to_string())?;
+    std::fs::write(path, text + "\n")
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
+}
+
+fn file_stem(output: &Output, default: String) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(&output.out)
+        .map_err(|error| format!("cannot create {}: {error}", output.out.display()))?;
+    Ok(output.out.join(output.name.clone().unwrap_or(default)))
+}
+
+fn timestamp() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "")
+}
+
+fn finish_run(result: &RunResult, output: &Output, default: String) -> Result<bool, String> {
+    let stem = file_stem(output, default)?;
+    let json = stem.with_extension("json");
+    let svg = stem.with_extension("svg");
+    write_json(&json, result)?;
+    report::run_svg(result, &svg)?;
+    println!("{}", result.summary());
+    println!("wrote {} and {}", json.display(), svg.display());
+    Ok(result.pass)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        None => {
+            // The standard workload on an embedded ringlog.
+            let target = Target {
+                bootstrap: None,
+                broker_pid: None,
+                data_dir: None,
+                broker_cores: None,
+                no_fsync: false,
+            };
+            let output = Output {
+                out: PathBuf::from("results/loadgen"),
+                name: Some("standard".into()),
+                quiet: false,
+            };
+            run_one(&target, Workload::standard("loadgen"), "ringlog", false)
+                .and_then(|result| finish_run(&result, &output, String::new()))
+        }
+        Some(Command::Run {
+            target,
+            workload,
+            output,
+        }) => workload.workload().and_then(|workload| {
+            let name = if target.bootstrap.is_some() {
+                "broker"
+            } else {
+                "ringlog"
+            };
+            let default = format!("run-{}", timestamp());
+            run_one(&target, workload, name, output.quiet)
+                .and_then(|result| finish_run(&result, &output, default))
+        }),
+        Some(Command::Sweep {
+            target,
+            workload,
+            output,
+            batch_bytes,
+            compression,
+            acks,
+        }) => sweep(
+            &target,
+            &workload,
+            &output,
+            &batch_bytes,
+            &compression,
+            &acks,
+        ),
+        Some(Command::Compare {
+            targets,
+            workload,
+            output,
+        }) => compare(&targets, &workload, &output),
+    };
+    match outcome {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(message) => {
+            eprintln!("loadgen: {message}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn sweep(
+    target: &Target,
+    base: &WorkloadArgs,
+    output: &Output,
+    batch_bytes: &[String],
+    compression: &[String],
+    acks: &[String],
+) -> Result<bool, String> {
+    let or_base = |list: &[String], base: String| -> Vec<String> {
+        if list.is_empty() {
+            vec![base]
+        } else {
+            list.to_vec()
+        }
+    };
+    let batches = or_base(batch_bytes, base.batch_bytes.to_string());
+    let codecs = or_base(compression, base.compression.clone());
+    let ackses = or_base(acks, base.acks.clone());
+    let mut results = Vec::new();
+    for batch in &batches {
+        for codec in &codecs {
+            for ack in &ackses {
+                let mut args = base.clone();
+                args.batch_bytes = parse_bytes(batch)?;
+                args.compression = codec.clone();
+                args.acks = ack.clone();
+                let workload = args.workload()?;
+                let name = format!("batch {batch} {codec} acks={ack}");
+                let result = run_one(target, workload, &name, output.quiet)?;
+                println!("{}", result.summary());
+                results.push((name, result));
+            }
+        }
+    }
+    finish_many("sweep", "loadgen sweep", &results, output)
+}
+
+fn compare(targets: &[String], base: &WorkloadArgs, output: &Output) -> Result<bool, String> {
+    let mut results = Vec::new();
+    for spec in targets {
+        let (name, address) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--target {spec}: expected name=host:port"))?;
+        let target = Target {
+            bootstrap: (address != "embedded").then(|| address.to_string()),
+            broker_pid: None,
+            data_dir: None,
+            broker_cores: None,
+            no_fsync: false,
+        };
+        let result = run_one(&target, base.workload()?, name, output.quiet)?;
+        println!("{}", result.summary());
+        results.push((name.to_string(), result));
+    }
+    finish_many("compare", "loadgen compare", &results, output)
+}
+
+fn finish_many(
+    kind: &str,
+    title: &str,
+    results: &[(String, RunResult)],
+    output: &Output,
+) -> Result<bool, String> {
+    let stem = file_stem(output, format!("{kind}-{}", timestamp()))?;
+    let rows: Vec<(String, &RunResult)> = results.iter().map(|(n, r)| (n.clone(), r)).collect();
+    let table = report::table(&rows);
+    let json = stem.with_extension("json");
+    let svg = stem.with_extension("svg");
+    let md = stem.with_extension("md");
+    let runs: Vec<&RunResult> = results.iter().map(|(_, r)| r).collect();
+    write_json(&json, &runs)?;
+    let label = results
+        .first()
+        .map(|(_, r)| r.workload.label())
+        .unwrap_or_default();
+    report::runs_svg(&format!("{title}: {label}"), &rows, &svg)?;
+    std::fs::write(&md, format!("# {title}\n\n{label}\n\n{table}"))
+        .map_err(|error| format!("cannot write {}: {error}", md.display()))?;
+    println!("{table}");
+    println!(
+        "wrote {}, {} and {}",
+        json.display(),
+        svg.display(),
+        md.display()
+    );
+    Ok(results.iter().all(|(_, r)| r.pass))
+}

@@ -1,0 +1,331 @@
+//! A run's result: what it measured, on what, and whether it met the target. Written as
+//! JSON next to an SVG report.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::workload::Workload;
+
+/// The quantiles every result reports (and the percentile curve plots).
+pub const QUANTILES: &[f64] = &[
+    0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99999, 1.0,
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Second {
+    /// Seconds since the schedule started.
+    pub t: f64,
+    pub produced_per_s: f64,
+    pub produced_mb_per_s: f64,
+    pub consumed_per_s: f64,
+    pub produce_p50_ms: f64,
+    pub produce_p99_ms: f64,
+    pub end_to_end_p99_ms: f64,
+    /// Acknowledged but not yet consumed.
+    pub lag: u64,
+}
+
+fn ms(value: f64) -> String {
+    if value.is_nan() {
+        "-".into()
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+impl Second {
+    /// The live line, like Kafka's perf-test tools print.
+    pub fn line(&self, warming_up: bool) -> String {
+        format!(
+            "{:>5.0}s {:>11.0} rec/s {:>8.1} MB/s  produce p50 {:>7} ms p99 {:>7} ms  e2e p99 {:>7} ms  consumed {:>11.0} rec/s  lag {:>9}{}",
+            self.t,
+            self.produced_per_s,
+            self.produced_mb_per_s,
+            ms(self.produce_p50_ms),
+            ms(self.produce_p99_ms),
+            ms(self.end_to_end_p99_ms),
+            self.consumed_per_s,
+            self.lag,
+            if warming_up { "  (warm-up)" } else { "" }
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Throughput {
+    /// Records in the measured window.
+    pub records: u64,
+    pub records_per_s: f64,
+    pub mb_per_s: f64,
+    /// Producers only: records per batch sent.
+    pub records_per_batch: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latencies {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub p9999_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+    /// (quantile, ms) at [`QUANTILES`].
+    pub curve: Vec<(f64, f64)>,
+}
+
+impl Latencies {
+    pub fn from(histogram: &Histogram<u64>) -> Latencies {
+        let at = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        Latencies {
+            count: histogram.len(),
+            p50_ms: at(0.5),
+            p90_ms: at(0.9),
+            p99_ms: at(0.99),
+            p999_ms: at(0.999),
+            p9999_ms: at(0.9999),
+            max_ms: histogram.max() as f64 / 1000.0,
+            mean_ms: histogram.mean() / 1000.0,
+            curve: QUANTILES.iter().map(|q| (*q, at(*q))).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Cpu {
+    /// Wall seconds the CPU figures cover (the measured window).
+    pub window_s: f64,
+    pub broker_s: Option<f64>,
+    pub loadgen_s: Option<f64>,
+    /// Acknowledged records per broker CPU second: the figure that survives a change of
+    /// machine.
+    pub records_per_broker_cpu_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Checks {
+    /// Whether consumers read everything back (no consumers: nothing checked).
+    pub checked: bool,
+    /// Acknowledged records no consumer received.
+    pub missing: u64,
+    pub repeated: u64,
+    pub out_of_order: u64,
+    pub first_problem: Option<String>,
+    pub errors: Vec<String>,
+}
+
+impl Checks {
+    pub fn clean(&self) -> bool {
+        self.missing == 0 && self.repeated == 0 && self.out_of_order == 0 && self.errors.is_empty()
+    }
+}
+
+/// Where the run ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    pub git_revision: String,
+    pub kernel: String,
+    pub cpu_model: String,
+    pub cpus: usize,
+    pub hostname: String,
+}
+
+impl Environment {
+    pub fn here() -> Environment {
+        let read = |path: &str| {
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        let git_revision = std::process::Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let cpu_model = read("/proc/cpuinfo")
+            .lines()
+            .find(|line| line.starts_with("model name"))
+            .and_then(|line| line.split_once(':'))
+            .map(|(_, model)| model.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        Environment {
+            git_revision,
+            kernel: read("/proc/sys/kernel/osrelease"),
+            cpu_model,
+            cpus: std::thread::available_parallelism().map_or(1, usize::from),
+            hostname: read("/proc/sys/kernel/hostname"),
+        }
+    }
+}
+
+/// The broker a run drove.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BrokerInfo {
+    pub name: String,
+    pub address: String,
+    pub embedded: bool,
+    /// Settings that shape the numbers (cores, io backend, flush policy...).
+    pub settings: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub started_at: String,
+    pub workload: Workload,
+    pub broker: BrokerInfo,
+    pub environment: Environment,
+    pub produced: Throughput,
+    pub consumed: Throughput,
+    /// Intended send time to acknowledgement (none with acks=0).
+    pub produce_latency: Option<Latencies>,
+    /// Intended send time to consumer receipt.
+    pub end_to_end_latency: Option<Latencies>,
+    pub cpu: Cpu,
+    pub checks: Checks,
+    pub pass: bool,
+    pub verdict: String,
+    pub series: Vec<Second>,
+}
+
+impl RunResult {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        workload: Workload,
+        produced: Throughput,
+        consumed: Throughput,
+        produce_latency: Option<Latencies>,
+        end_to_end_latency: Option<Latencies>,
+        cpu: Cpu,
+        checks: Checks,
+        series: Vec<Second>,
+    ) -> RunResult {
+        let mut result = RunResult {
+            started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            workload,
+            broker: BrokerInfo::default(),
+            environment: Environment::here(),
+            produced,
+            consumed,
+            produce_latency,
+            end_to_end_latency,
+            cpu,
+            checks,
+            pass: false,
+            verdict: String::new(),
+            series,
+        };
+        let (pass, verdict) = result.judge();
+        result.pass = pass;
+        result.verdict = verdict;
+        result
+    }
+
+    /// PASS: nothing lost, repeated or reordered, no errors, the target rate reached (within
+    /// 1%), produce p99 within the bound.
+    fn judge(&self) -> (bool, String) {
+        if !self.checks.clean() {
+            let why = self
+                .checks
+                .errors
+                .first()
+                .cloned()
+                .or_else(|| self.checks.first_problem.clone())
+                .unwrap_or_default();
+            return (
+                false,
+                format!(
+                    "FAIL: {} missing, {} repeated, {} out of order, {} errors; {why}",
+                    self.checks.missing,
+                    self.checks.repeated,
+                    self.checks.out_of_order,
+                    self.checks.errors.len()
+                ),
+            );
+        }
+        let target = self.workload.target_rate as f64;
+        let rate_ok = self.produced.records_per_s >= target * 0.99;
+        let p99 = self.produce_latency.as_ref().map(|l| l.p99_ms);
+        let p99_ok = p99.is_none_or(|p99| p99 <= self.workload.p99_target_ms);
+        let p99_text = p99.map_or("n/a (acks=0)".to_string(), |p| format!("{p:.2} ms"));
+        let line = format!(
+            "{:.0} msg/s against {:.0}, produce p99 {p99_text} against {} ms",
+            self.produced.records_per_s, target, self.workload.p99_target_ms
+        );
+        if rate_ok && p99_ok {
+            (true, format!("PASS: {line}"))
+        } else {
+            (false, format!("FAIL: {line}"))
+        }
+    }
+
+    /// The final summary.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let w = &self.workload;
+        out.push_str(&format!("workload   {}\n", w.label()));
+        out.push_str(&format!(
+            "broker     {} at {}{}\n",
+            self.broker.name,
+            self.broker.address,
+            if self.broker.embedded {
+                " (embedded)"
+            } else {
+                ""
+            }
+        ));
+        out.push_str(&format!(
+            "produced   {:.0} rec/s, {:.1} MB/s over {:.0} s ({} records, {:.0} per batch)\n",
+            self.produced.records_per_s,
+            self.produced.mb_per_s,
+            w.duration.as_secs_f64(),
+            self.produced.records,
+            self.produced.records_per_batch
+        ));
+        out.push_str(&format!(
+            "consumed   {:.0} rec/s, {:.1} MB/s\n",
+            self.consumed.records_per_s, self.consumed.mb_per_s
+        ));
+        let latency = |name: &str, l: &Option<Latencies>| match l {
+            Some(l) => format!(
+                "{name} p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  p99.99 {:.2}  max {:.2} ms\n",
+                l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.p9999_ms, l.max_ms
+            ),
+            None => format!("{name} n/a\n"),
+        };
+        out.push_str(&latency("produce   ", &self.produce_latency));
+        out.push_str(&latency("end-to-end", &self.end_to_end_latency));
+        match (self.cpu.broker_s, self.cpu.records_per_broker_cpu_s) {
+            (Some(broker), Some(per_cpu)) => out.push_str(&format!(
+                "cpu        broker {:.1} s, loadgen {:.1} s over {:.0} s; {:.0} records per broker CPU second\n",
+                broker,
+                self.cpu.loadgen_s.unwrap_or(f64::NAN),
+                self.cpu.window_s,
+                per_cpu
+            )),
+            _ => out.push_str(&format!(
+                "cpu        loadgen {:.1} s; broker not local (give --broker-pid)\n",
+                self.cpu.loadgen_s.unwrap_or(f64::NAN)
+            )),
+        }
+        out.push_str(&format!(
+            "checks     {}\n",
+            if !self.checks.checked {
+                "not checked (no consumers)".to_string()
+            } else if self.checks.clean() {
+                "every acknowledged record consumed once, in order".to_string()
+            } else {
+                format!(
+                    "{} missing, {} repeated, {} out of order",
+                    self.checks.missing, self.checks.repeated, self.checks.out_of_order
+                )
+            }
+        ));
+        out.push_str(&self.verdict);
+        out.push('\n');
+        out
+    }
+}

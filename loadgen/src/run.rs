@@ -1,0 +1,392 @@
+//! One run: make sure the topic exists, start consumers at the log ends, run producers on
+//! their schedule, print a line per second, wait until consumers have everything that was
+//! acknowledged, and gather the result.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use protocol::client::Client;
+
+use crate::consumer::Consumer;
+use crate::producer::Producer;
+use crate::result::{Checks, Cpu, Latencies, RunResult, Second, Throughput};
+use crate::stats::{cpu_seconds, now_us, Stats};
+use crate::workload::Workload;
+
+/// Where the broker runs, for CPU accounting.
+#[derive(Debug, Clone)]
+pub enum BrokerProcess {
+    /// In this process: every thread not named `loadgen` (shards, io_uring workers).
+    Embedded,
+    /// A local process.
+    Pid(u32),
+    /// Elsewhere: no CPU figures.
+    Remote,
+}
+
+impl BrokerProcess {
+    fn cpu(&self) -> Option<f64> {
+        match self {
+            // Everything of this process but loadgen's own threads (all named "loadgen"):
+            // the shard threads and their io_uring workers, which come and go.
+            BrokerProcess::Embedded => cpu_seconds(None, None)
+                .zip(cpu_seconds(None, Some(&["loadgen"])))
+                .map(|(all, loadgen)| all - loadgen),
+            BrokerProcess::Pid(pid) => cpu_seconds(Some(*pid), None),
+            BrokerProcess::Remote => None,
+        }
+    }
+}
+
+/// CPU seconds of loadgen's own threads (main and runtime threads are named "loadgen").
+fn loadgen_cpu() -> Option<f64> {
+    cpu_seconds(None, Some(&["loadgen"]))
+}
+
+/// How long consumers may take, after producing stops, to catch up.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// Creates the topic if it does not exist; returns its partition count.
+async fn ensure_topic(client: &mut Client, workload: &Workload) -> Result<i32, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut created = false;
+    loop {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name(&workload.topic)))
+            ]))
+            .with_allow_auto_topic_creation(false);
+        let version = client
+            .version_for::<MetadataRequest>(9)
+            .map_err(|e| e.to_string())?;
+        let metadata = client
+            .send_version(&request, version)
+            .await
+            .map_err(|error| format!("metadata: {error}"))?;
+        let topic = metadata
+            .topics
+            .first()
+            .ok_or("metadata returned no topic")?;
+        if topic.error_code == 0 && !topic.partitions.is_empty() {
+            if topic.partitions.iter().all(|p| p.leader_id.0 >= 0) {
+                return Ok(topic.partitions.len() as i32);
+            }
+        } else if !created {
+            let request = CreateTopicsRequest::default()
+                .with_timeout_ms(30_000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(topic_name(&workload.topic))
+                    .with_num_partitions(workload.partitions)
+                    .with_replication_factor(1)]);
+            let version = client
+                .version_for::<CreateTopicsRequest>(5)
+                .map_err(|e| e.to_string())?;
+            let response = client
+                .send_version(&request, version)
+                .await
+                .map_err(|error| format!("create topic: {error}"))?;
+            if let Some(result) = response.topics.first() {
+                // 36: created meanwhile by someone else.
+                if result.error_code != 0 && result.error_code != 36 {
+                    return Err(format!(
+                        "cannot create topic '{}': {}",
+                        workload.topic,
+                        protocol::error_code::describe(result.error_code)
+                    ));
+                }
+            }
+            created = true;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "topic '{}' did not appear in metadata",
+                workload.topic
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The latest offset of every partition.
+async fn log_ends(
+    client: &mut Client,
+    topic: &str,
+    partitions: i32,
+) -> Result<Vec<(i32, i64)>, String> {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(
+                (0..partitions)
+                    .map(|p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_timestamp(-1)
+                    })
+                    .collect(),
+            )]);
+    let version = client
+        .version_for::<ListOffsetsRequest>(5)
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .send_version(&request, version)
+        .await
+        .map_err(|error| format!("list offsets: {error}"))?;
+    let mut ends = Vec::new();
+    for topic in &response.topics {
+        for partition in &topic.partitions {
+            if partition.error_code != 0 {
+                return Err(format!(
+                    "list offsets of partition {}: {}",
+                    partition.partition_index,
+                    protocol::error_code::describe(partition.error_code)
+                ));
+            }
+            ends.push((partition.partition_index, partition.offset));
+        }
+    }
+    Ok(ends)
+}
+
+/// Runs `workload` against `address`; prints a line per second unless `quiet`.
+pub async fn run(
+    address: &str,
+    mut workload: Workload,
+    broker: BrokerProcess,
+    quiet: bool,
+) -> Result<RunResult, String> {
+    let mut admin = Client::connect(address, "loadgen-admin")
+        .await
+        .map_err(|error| format!("cannot reach the broker at {address}: {error}"))?;
+    let partitions = ensure_topic(&mut admin, &workload).await?;
+    if partitions != workload.partitions {
+        eprintln!(
+            "topic {} exists with {partitions} partitions; using them",
+            workload.topic
+        );
+        workload.partitions = partitions;
+    }
+    let produce_version = admin
+        .version_for::<ProduceRequest>(9)
+        .map_err(|error| error.to_string())?;
+    let ends = log_ends(&mut admin, &workload.topic, partitions).await?;
+    let workload = Arc::new(workload);
+
+    let start_us = now_us() + 300_000;
+    let measure_from = start_us + workload.warmup.as_micros() as i64;
+    let stop_us = measure_from + workload.duration.as_micros() as i64;
+    let stats = Arc::new(Stats::new(measure_from, stop_us));
+
+    let done = Arc::new(AtomicBool::new(false));
+    let mut consumers = Vec::new();
+    for id in 0..workload.consumers {
+        let mine: Vec<(i32, i64)> = ends
+            .iter()
+            .copied()
+            .filter(|(p, _)| (*p as usize) % workload.consumers == id)
+            .collect();
+        let consumer =
+            Consumer::connect(id, address, workload.clone(), stats.clone(), mine).await?;
+        consumers.push(tokio::spawn(consumer.run(done.clone())));
+    }
+    let mut producers = Vec::new();
+    for id in 0..workload.producers {
+        let producer = Producer::connect(
+            id as u32,
+            address,
+            workload.clone(),
+            stats.clone(),
+            produce_version,
+        )
+        .await?;
+        producers.push(tokio::spawn(producer.run(start_us, stop_us)));
+    }
+
+    // A line per second while producing.
+    let mut series = Vec::new();
+    let mut cpu_from: Option<(Option<f64>, Option<f64>, i64)> = None;
+    let mut cpu_until = None;
+    let mut last = (0u64, 0u64, now_us());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = now_us();
+        if cpu_from.is_none() && now >= measure_from {
+            cpu_from = Some((broker.cpu(), loadgen_cpu(), now));
+        }
+        if cpu_until.is_none() && now >= stop_us {
+            cpu_until = Some((broker.cpu(), loadgen_cpu(), now));
+        }
+        let acked = stats.acked.load(Ordering::Relaxed);
+        let consumed = stats.consumed.load(Ordering::Relaxed);
+        let seconds = (now - last.2) as f64 / 1e6;
+        let (p50, p99) = {
+            let mut latency = stats.produce.lock().expect("latency lock");
+            let pair = if latency.interval.is_empty() {
+                (f64::NAN, f64::NAN)
+            } else {
+                (
+                    latency.interval.value_at_quantile(0.5) as f64 / 1000.0,
+                    latency.interval.value_at_quantile(0.99) as f64 / 1000.0,
+                )
+            };
+            latency.interval.reset();
+            pair
+        };
+        let e2e_p99 = {
+            let mut latency = stats.end_to_end.lock().expect("latency lock");
+            let value = if latency.interval.is_empty() {
+                f64::NAN
+            } else {
+                latency.interval.value_at_quantile(0.99) as f64 / 1000.0
+            };
+            latency.interval.reset();
+            value
+        };
+        let second = Second {
+            t: (now - start_us) as f64 / 1e6,
+            produced_per_s: (acked - last.0) as f64 / seconds,
+            produced_mb_per_s: (acked - last.0) as f64 * workload.message_bytes as f64
+                / seconds
+                / 1e6,
+            consumed_per_s: (consumed - last.1) as f64 / seconds,
+            produce_p50_ms: p50,
+            produce_p99_ms: p99,
+            end_to_end_p99_ms: e2e_p99,
+            lag: acked.saturating_sub(consumed),
+        };
+        if !quiet {
+            println!("{}", second.line(now < measure_from));
+        }
+        series.push(second);
+        last = (acked, consumed, now);
+        if producers.iter().all(|p| p.is_finished()) {
+            break;
+        }
+    }
+    let mut totals = Vec::new();
+    for producer in producers {
+        totals.push(
+            producer
+                .await
+                .map_err(|error| format!("producer task: {error}"))?,
+        );
+    }
+    let cpu_until = cpu_until.unwrap_or_else(|| (broker.cpu(), loadgen_cpu(), now_us()));
+
+    // Consumers catch up with everything acknowledged.
+    let drained_by = std::time::Instant::now() + DRAIN_TIMEOUT;
+    let mut drained = workload.consumers == 0;
+    while !drained
+        && std::time::Instant::now() < drained_by
+        && !stats.failed.load(Ordering::Relaxed)
+    {
+        let produced = stats.produced.lock().expect("produced lock").clone();
+        drained = {
+            let sequences = stats.sequences.lock().expect("sequences lock");
+            produced.iter().all(|((partition, producer), count)| {
+                sequences.received(*partition, *producer) >= *count
+            })
+        };
+        if !drained {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    for consumer in consumers {
+        let _ = consumer.await;
+    }
+
+    let measured_seconds = workload.duration.as_secs_f64();
+    let (checks, missing_detail) = {
+        let produced = stats.produced.lock().expect("produced lock");
+        let sequences = stats.sequences.lock().expect("sequences lock");
+        let mut missing = 0u64;
+        let mut detail = None;
+        if workload.consumers > 0 {
+            for ((partition, producer), count) in produced.iter() {
+                let received = sequences.received(*partition, *producer);
+                if received < *count {
+                    missing += count - received;
+                    detail.get_or_insert_with(|| {
+                        format!("partition {partition}, producer {producer}: {received} of {count} acknowledged records consumed")
+                    });
+                }
+            }
+        }
+        (
+            Checks {
+                checked: workload.consumers > 0,
+                missing,
+                repeated: sequences.repeated,
+                out_of_order: sequences.out_of_order,
+                first_problem: sequences.first_problem.clone().or(detail.clone()),
+                errors: stats.errors.lock().expect("errors lock").clone(),
+            },
+            detail,
+        )
+    };
+    let _ = missing_detail;
+    let produce = stats.produce.lock().expect("latency lock");
+    let end_to_end = stats.end_to_end.lock().expect("latency lock");
+    let acked_measured = stats.acked_measured.load(Ordering::Relaxed);
+    let consumed_measured = stats.consumed_measured.load(Ordering::Relaxed);
+    let cpu = match cpu_from {
+        Some((broker_from, loadgen_from, from_us)) => {
+            let seconds = (cpu_until.2 - from_us) as f64 / 1e6;
+            let broker_s = broker_from.zip(cpu_until.0).map(|(a, b)| b - a);
+            let loadgen_s = loadgen_from.zip(cpu_until.1).map(|(a, b)| b - a);
+            let acked_in_window = acked_measured as f64 * (seconds / measured_seconds).min(1.0);
+            Cpu {
+                window_s: seconds,
+                broker_s,
+                loadgen_s,
+                records_per_broker_cpu_s: broker_s
+                    .filter(|s| *s > 0.0)
+                    .map(|s| acked_in_window / s),
+            }
+        }
+        None => Cpu::default(),
+    };
+    let records_total: u64 = totals.iter().map(|t| t.records).sum();
+    let batches_total: u64 = totals.iter().map(|t| t.batches).sum();
+    let result = RunResult::new(
+        (*workload).clone(),
+        Throughput {
+            records: acked_measured,
+            records_per_s: acked_measured as f64 / measured_seconds,
+            mb_per_s: acked_measured as f64 * workload.message_bytes as f64
+                / measured_seconds
+                / 1e6,
+            records_per_batch: records_total as f64 / batches_total.max(1) as f64,
+        },
+        Throughput {
+            records: consumed_measured,
+            records_per_s: consumed_measured as f64 / measured_seconds,
+            mb_per_s: consumed_measured as f64 * workload.message_bytes as f64
+                / measured_seconds
+                / 1e6,
+            records_per_batch: 0.0,
+        },
+        (workload.acks != 0).then(|| Latencies::from(&produce.total)),
+        (workload.consumers > 0).then(|| Latencies::from(&end_to_end.total)),
+        cpu,
+        checks,
+        series,
+    );
+    Ok(result)
+}

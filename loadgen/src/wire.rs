@@ -1,0 +1,272 @@
+//! A pipelined Kafka connection: requests are written as they come, up to `in_flight`
+//! unanswered, and responses (which Kafka sends in request order on a connection) are
+//! matched to them by correlation id. Nothing ringlog-specific goes on the wire.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use protocol::client::MAX_RESPONSE_BYTES;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, Mutex, Semaphore};
+
+/// A connection that failed, with what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("connection to {address} failed: {source}")]
+    Io {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("bad response from {address}: {reason}")]
+    Malformed { address: String, reason: String },
+    #[error("connection to {address} closed")]
+    Closed { address: String },
+}
+
+struct Pending {
+    correlation_id: i32,
+    answer: Option<oneshot::Sender<Result<Bytes, Arc<WireError>>>>,
+}
+
+/// One TCP connection with pipelined requests.
+pub struct Pipeline {
+    address: String,
+    client_id: String,
+    writer: Mutex<(OwnedWriteHalf, i32)>,
+    pending: Arc<std::sync::Mutex<VecDeque<Pending>>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Pipeline {
+    pub async fn connect(
+        address: &str,
+        client_id: &str,
+        in_flight: usize,
+    ) -> Result<Pipeline, WireError> {
+        let stream = TcpStream::connect(address)
+            .await
+            .map_err(|source| WireError::Connect {
+                address: address.into(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        let pending: Arc<std::sync::Mutex<VecDeque<Pending>>> = Arc::default();
+        tokio::spawn(read_responses(reader, pending.clone(), address.to_string()));
+        Ok(Pipeline {
+            address: address.into(),
+            client_id: client_id.into(),
+            writer: Mutex::new((writer, 0)),
+            pending,
+            permits: Arc::new(Semaphore::new(in_flight.max(1))),
+        })
+    }
+
+    /// Sends a request; the returned future resolves to the response body (after its
+    /// header). Waits for a free in-flight slot first. With `expect_response == false`
+    /// (Produce with acks=0) nothing is awaited.
+    pub async fn send<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        expect_response: bool,
+    ) -> Result<Option<ResponseFuture>, WireError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| WireError::Closed {
+                address: self.address.clone(),
+            })?;
+        let mut writer = self.writer.lock().await;
+        writer.1 = writer.1.wrapping_add(1);
+        let correlation_id = writer.1;
+        let frame =
+            encode(request, version, correlation_id, &self.client_id).map_err(|reason| {
+                WireError::Malformed {
+                    address: self.address.clone(),
+                    reason,
+                }
+            })?;
+        let receiver = if expect_response {
+            let (answer, receiver) = oneshot::channel();
+            self.pending
+                .lock()
+                .expect("pending lock")
+                .push_back(Pending {
+                    correlation_id,
+                    answer: Some(answer),
+                });
+            Some(receiver)
+        } else {
+            None
+        };
+        writer
+            .0
+            .write_all(&frame)
+            .await
+            .map_err(|source| WireError::Io {
+                address: self.address.clone(),
+                source,
+            })?;
+        drop(writer);
+        Ok(receiver.map(|receiver| ResponseFuture {
+            receiver,
+            _permit: permit,
+            header_version: response_header_version::<R>(version),
+            address: self.address.clone(),
+        }))
+    }
+}
+
+/// The answer to one pipelined request; holds its in-flight slot until dropped.
+pub struct ResponseFuture {
+    receiver: oneshot::Receiver<Result<Bytes, Arc<WireError>>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    header_version: i16,
+    address: String,
+}
+
+impl ResponseFuture {
+    /// The decoded response.
+    pub async fn decode<T: Decodable>(self, version: i16) -> Result<T, String> {
+        let mut body = self
+            .receiver
+            .await
+            .map_err(|_| format!("connection to {} closed", self.address))?
+            .map_err(|error| error.to_string())?;
+        ResponseHeader::decode(&mut body, self.header_version)
+            .map_err(|error| format!("bad response header from {}: {error}", self.address))?;
+        T::decode(&mut body, version)
+            .map_err(|error| format!("bad response from {}: {error}", self.address))
+    }
+}
+
+fn response_header_version<R: Request>(version: i16) -> i16 {
+    if R::KEY == ApiKey::ApiVersions as i16 {
+        0
+    } else {
+        <R::Response as HeaderVersion>::header_version(version)
+    }
+}
+
+fn encode<R: Request>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+) -> Result<BytesMut, String> {
+    use bytes::BufMut;
+    let mut out = BytesMut::with_capacity(256);
+    out.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
+        .encode(&mut out, R::header_version(version))
+        .map_err(|error| error.to_string())?;
+    request
+        .encode(&mut out, version)
+        .map_err(|error| error.to_string())?;
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(out)
+}
+
+/// Reads response frames into one reused buffer: a frame's body is split off as `Bytes`
+/// (records in it stay zero-copy), and the space is reclaimed once the caller drops it, so a
+/// steady stream of large fetch responses does not fault in fresh pages for each.
+async fn read_responses(
+    mut reader: OwnedReadHalf,
+    pending: Arc<std::sync::Mutex<VecDeque<Pending>>>,
+    address: String,
+) {
+    use bytes::Buf;
+    let mut buffer = BytesMut::with_capacity(64 * 1024);
+    let failure = loop {
+        let mut need = 4;
+        let mut failed = None;
+        let mut size = 0usize;
+        loop {
+            if buffer.len() >= 4 && need == 4 {
+                let announced = i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
+                if announced < 4 || announced as usize > MAX_RESPONSE_BYTES {
+                    failed = Some(WireError::Malformed {
+                        address: address.clone(),
+                        reason: format!("response size {announced}"),
+                    });
+                    break;
+                }
+                size = announced as usize;
+                need = 4 + size;
+            }
+            if buffer.len() >= need && need > 4 {
+                break;
+            }
+            buffer.reserve(need.saturating_sub(buffer.len()).max(64 * 1024));
+            match reader.read_buf(&mut buffer).await {
+                Ok(0) => {
+                    failed = Some(WireError::Closed {
+                        address: address.clone(),
+                    });
+                    break;
+                }
+                Ok(_) => {}
+                Err(source) => {
+                    failed = Some(WireError::Io {
+                        address: address.clone(),
+                        source,
+                    });
+                    break;
+                }
+            }
+        }
+        if let Some(failure) = failed {
+            break failure;
+        }
+        buffer.advance(4);
+        let body = buffer.split_to(size).freeze();
+        let correlation_id = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        let next = pending.lock().expect("pending lock").pop_front();
+        match next {
+            Some(mut waiting) if waiting.correlation_id == correlation_id => {
+                if let Some(answer) = waiting.answer.take() {
+                    let _ = answer.send(Ok(body));
+                }
+            }
+            Some(waiting) => {
+                break WireError::Malformed {
+                    address,
+                    reason: format!(
+                        "response {correlation_id} arrived while {} was expected",
+                        waiting.correlation_id
+                    ),
+                }
+            }
+            None => {
+                break WireError::Malformed {
+                    address,
+                    reason: format!("unsolicited response {correlation_id}"),
+                }
+            }
+        }
+    };
+    let failure = Arc::new(failure);
+    for mut waiting in pending.lock().expect("pending lock").drain(..) {
+        if let Some(answer) = waiting.answer.take() {
+            let _ = answer.send(Err(failure.clone()));
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The load generator against a real ringlog (embedded in the test process): every
+//! acknowledged record comes back once and in order, with every codec and with keys; the
+//! CLI writes its JSON and SVG and exits by its verdict.
+
+use std::time::Duration;
+
+use loadgen::run::{run, BrokerProcess};
+use loadgen::workload::{Keys, Workload};
+use protocol::record_batch::Compression;
+
+fn broker(dir: &std::path::Path) -> engine::server::Broker {
+    let config = engine::server::BrokerConfig {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cores: 2,
+        pin_cores: false,
+        ..engine::server::BrokerConfig::default()
+    };
+    engine::server::Broker::start(config).expect("broker starts")
+}
+
+fn small(topic: &str) -> Workload {
+    Workload {
+        partitions: 4,
+        rate: 20_000,
+        duration: Duration::from_millis(1500),
+        warmup: Duration::from_millis(500),
+        batch_bytes: 16 * 1024,
+        p99_target_ms: 10_000.0,
+        target_rate: 20_000,
+        ..Workload::standard(topic)
+    }
+}
+
+#[test]
+fn every_acknowledged_record_comes_back_once_in_order_with_every_codec_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let address = broker.address.to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("loadgen")
+        .enable_all()
+        .build()
+        .unwrap();
+    let cases = [
+        ("plain", Compression::None, Keys::None, -1),
+        ("gzip", Compression::Gzip, Keys::None, 1),
+        ("lz4", Compression::Lz4, Keys::RoundRobin { count: 7 }, -1),
+        ("zstd", Compression::Zstd, Keys::Uniform { count: 1000 }, -1),
+        (
+            "hot",
+            Compression::None,
+            Keys::HotKey {
+                count: 50,
+                hot_share: 0.8,
+            },
+            1,
+        ),
+    ];
+    for (topic, compression, keys, acks) in cases {
+        let workload = Workload {
+            compression,
+            keys,
+            acks,
+            ..small(topic)
+        };
+        let result = runtime
+            .block_on(run(&address, workload, BrokerProcess::Embedded, true))
+            .unwrap_or_else(|error| panic!("{topic}: {error}"));
+        assert!(result.checks.checked);
+        assert!(result.checks.clean(), "{topic}: {:?}", result.checks);
+        // 20,000/s for 1.5 s, counted by intended send time: exactly the schedule.
+        let expected = 30_000i64;
+        assert!(
+            (result.produced.records as i64 - expected).abs() <= 2,
+            "{topic}: {} produced",
+            result.produced.records
+        );
+        assert_eq!(result.consumed.records, result.produced.records, "{topic}");
+        let latency = result
+            .produce_latency
+            .as_ref()
+            .expect("acks: latency measured");
+        assert_eq!(
+            latency.count, result.produced.records,
+            "{topic}: one latency per record"
+        );
+        assert!(latency.p50_ms > 0.0 && latency.p50_ms <= latency.p99_ms);
+        assert!(result.end_to_end_latency.is_some());
+        assert!(
+            result.cpu.broker_s.unwrap() > 0.0,
+            "{topic}: broker CPU measured"
+        );
+        assert!(result.pass, "{topic}: {}", result.verdict);
+    }
+    drop(runtime);
+    broker.shutdown();
+}
+
+#[test]
+fn the_cli_writes_its_result_and_exits_by_the_verdict() {
+    let out = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args([
+                "run",
+                "--rate",
+                "10000",
+                "--duration",
+                "1s",
+                "--warmup",
+                "500ms",
+            ])
+            .args(["--partitions", "2", "--quiet", "--out"])
+            .arg(out.path())
+            .args(extra)
+            .output()
+            .expect("loadgen runs")
+    };
+    let passed = run(&["--name", "ok", "--p99-target-ms", "10000"]);
+    let stdout = String::from_utf8_lossy(&passed.stdout);
+    assert!(
+        passed.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&passed.stderr)
+    );
+    assert!(stdout.contains("PASS: "), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("ok.json")).unwrap()).unwrap();
+    assert_eq!(json["pass"], true);
+    assert_eq!(json["workload"]["rate"], 10000);
+    assert!(json["environment"]["kernel"]
+        .as_str()
+        .is_some_and(|k| !k.is_empty()));
+    assert!(json["series"].as_array().is_some_and(|s| !s.is_empty()));
+    let svg = std::fs::read_to_string(out.path().join("ok.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("records per second"));
+    // An impossible bound: FAIL, exit status 1, and the result still written.
+    let failed = run(&["--name", "strict", "--p99-target-ms", "0.001"]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("FAIL: "));
+    assert!(out.path().join("strict.json").exists());
+    // Bad settings: one line, exit status 2.
+    let bad = run(&["--compression", "brotli"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("--compression brotli"), "{stderr}");
+}
