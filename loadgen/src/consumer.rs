@@ -51,8 +51,13 @@ impl Consumer {
         })
     }
 
-    /// Fetches until `done` is set.
-    pub async fn run(mut self, done: Arc<std::sync::atomic::AtomicBool>) {
+    /// Fetches until `done` is set; returns the next offset of each partition.
+    pub async fn run(mut self, done: Arc<std::sync::atomic::AtomicBool>) -> Vec<(i32, i64)> {
+        self.fetch_until(done).await;
+        self.positions
+    }
+
+    async fn fetch_until(&mut self, done: Arc<std::sync::atomic::AtomicBool>) {
         let topic = TopicName(StrBytes::from_string(self.workload.topic.clone()));
         while !done.load(Ordering::Relaxed) && !self.positions.is_empty() {
             let request = FetchRequest::default()

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod consumer;
+pub mod group;
 pub mod payload;
 pub mod producer;
 pub mod report;

@@ -128,6 +128,10 @@ struct WorkloadArgs {
     fetch_max_wait_ms: u64,
     #[arg(long, default_value = "16m", value_parser = parse_bytes)]
     fetch_max_bytes: usize,
+    /// Consumers join this consumer group (range assignment) instead of splitting the
+    /// partitions among themselves.
+    #[arg(long)]
+    consumer_group: Option<String>,
     /// PASS needs produce p99 at most this.
     #[arg(long, default_value_t = 5.0)]
     p99_target_ms: f64,
@@ -165,6 +169,7 @@ impl WorkloadArgs {
             keys: Keys::parse(&self.keys)?,
             fetch_max_wait: Duration::from_millis(self.fetch_max_wait_ms),
             fetch_max_bytes: self.fetch_max_bytes.min(i32::MAX as usize) as i32,
+            consumer_group: self.consumer_group.clone(),
             p99_target_ms: self.p99_target_ms,
             target_rate: self.target_rate.unwrap_or(if self.rate == 0 {
                 1_000_000

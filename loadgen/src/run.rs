@@ -16,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use protocol::client::Client;
 
 use crate::consumer::Consumer;
+use crate::group::Membership;
 use crate::producer::Producer;
 use crate::result::{Checks, Cpu, Latencies, RunResult, Second, Throughput};
 use crate::stats::{cpu_seconds, now_us, Stats};
@@ -185,22 +186,60 @@ pub async fn run(
     let ends = log_ends(&mut admin, &workload.topic, partitions).await?;
     let workload = Arc::new(workload);
 
+    let done = Arc::new(AtomicBool::new(false));
+    let mut consumers = Vec::new();
+    // Who reads what: a fixed share each, or what the group hands out.
+    let mut shares: Vec<(Vec<i32>, Option<Membership>)> = Vec::new();
+    match &workload.consumer_group {
+        None => {
+            for id in 0..workload.consumers {
+                let mine = (0..partitions)
+                    .filter(|p| (*p as usize) % workload.consumers == id)
+                    .collect();
+                shares.push((mine, None));
+            }
+        }
+        Some(group) => {
+            let names: Vec<String> = (0..workload.consumers)
+                .map(|id| format!("loadgen-consumer-{id}"))
+                .collect();
+            let joins = names
+                .iter()
+                .map(|name| Membership::join(address, group, &workload.topic, partitions, name));
+            for joined in futures_util::future::join_all(joins).await {
+                let membership = joined?;
+                shares.push((membership.partitions.clone(), Some(membership)));
+            }
+        }
+    }
+    // The schedule starts once every consumer knows its partitions (a group's first
+    // rebalance can take seconds).
     let start_us = now_us() + 300_000;
     let measure_from = start_us + workload.warmup.as_micros() as i64;
     let stop_us = measure_from + workload.duration.as_micros() as i64;
     let stats = Arc::new(Stats::new(measure_from, stop_us));
-
-    let done = Arc::new(AtomicBool::new(false));
-    let mut consumers = Vec::new();
-    for id in 0..workload.consumers {
-        let mine: Vec<(i32, i64)> = ends
+    for (id, (mine, membership)) in shares.into_iter().enumerate() {
+        let positions: Vec<(i32, i64)> = ends
             .iter()
             .copied()
-            .filter(|(p, _)| (*p as usize) % workload.consumers == id)
+            .filter(|(p, _)| mine.contains(p))
             .collect();
         let consumer =
-            Consumer::connect(id, address, workload.clone(), stats.clone(), mine).await?;
-        consumers.push(tokio::spawn(consumer.run(done.clone())));
+            Consumer::connect(id, address, workload.clone(), stats.clone(), positions).await?;
+        let done = done.clone();
+        let stats = stats.clone();
+        let topic = workload.topic.clone();
+        consumers.push(tokio::spawn(async move {
+            if let Some(membership) = &membership {
+                membership.keep_alive(stats.clone());
+            }
+            let positions = consumer.run(done).await;
+            if let Some(membership) = membership {
+                if let Err(message) = membership.finish(&topic, &positions).await {
+                    stats.error(message);
+                }
+            }
+        }));
     }
     let mut producers = Vec::new();
     for id in 0..workload.producers {

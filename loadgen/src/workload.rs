@@ -168,6 +168,8 @@ pub struct Workload {
     #[serde(with = "seconds")]
     pub fetch_max_wait: Duration,
     pub fetch_max_bytes: i32,
+    /// Consumers join this group (else each reads a fixed share of the partitions).
+    pub consumer_group: Option<String>,
     /// PASS needs the target rate reached and produce p99 at most this.
     pub p99_target_ms: f64,
     /// The throughput PASS needs (the target rate, or 1M msg/s in max-rate mode).
@@ -207,6 +209,7 @@ impl Workload {
             keys: Keys::None,
             fetch_max_wait: Duration::from_millis(100),
             fetch_max_bytes: 16 * 1024 * 1024,
+            consumer_group: None,
             p99_target_ms: 5.0,
             target_rate: 1_000_000,
         }
