@@ -57,7 +57,8 @@ enum Command {
     },
     /// The same workload against several brokers, side by side.
     Compare {
-        /// name=host:port; repeat. "ringlog=embedded" starts one here.
+        /// name=host:port, or name=host:port@pid for a local broker's CPU time; repeat.
+        /// "ringlog=embedded" starts one here.
         #[arg(long = "target", required = true)]
         targets: Vec<String>,
         #[command(flatten)]
@@ -444,10 +445,20 @@ fn compare(targets: &[String], base: &WorkloadArgs, output: &Output) -> Result<b
     for spec in targets {
         let (name, address) = spec
             .split_once('=')
-            .ok_or_else(|| format!("--target {spec}: expected name=host:port"))?;
+            .ok_or_else(|| format!("--target {spec}: expected name=host:port[@pid]"))?;
+        let (address, pid) = match address.split_once('@') {
+            Some((address, pid)) => (
+                address,
+                Some(
+                    pid.parse::<u32>()
+                        .map_err(|_| format!("--target {spec}: '{pid}' is not a pid"))?,
+                ),
+            ),
+            None => (address, None),
+        };
         let target = Target {
             bootstrap: (address != "embedded").then(|| address.to_string()),
-            broker_pid: None,
+            broker_pid: pid,
             data_dir: None,
             broker_cores: None,
             no_fsync: false,

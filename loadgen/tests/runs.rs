@@ -89,7 +89,11 @@ fn every_acknowledged_record_comes_back_once_in_order_with_every_codec_and_keys(
         assert!(latency.p50_ms > 0.0 && latency.p50_ms <= latency.p99_ms);
         // 20,000 msg/s is light: seconds of latency would mean the schedule started before
         // the consumers (a group's rebalance) were ready.
-        assert!(latency.p99_ms < 2_000.0, "{topic}: p99 {} ms", latency.p99_ms);
+        assert!(
+            latency.p99_ms < 2_000.0,
+            "{topic}: p99 {} ms",
+            latency.p99_ms
+        );
         assert!(result.end_to_end_latency.is_some());
         assert!(
             result.cpu.broker_s.unwrap() > 0.0,
