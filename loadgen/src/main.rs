@@ -37,7 +37,8 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
-    /// One run per combination of the listed settings; one table and one chart.
+    /// One run per combination of the comma-separated --batch-bytes, --compression and
+    /// --acks values; one table and one chart.
     Sweep {
         #[command(flatten)]
         target: Target,
@@ -45,15 +46,6 @@ enum Command {
         workload: WorkloadArgs,
         #[command(flatten)]
         output: Output,
-        /// Batch sizes to sweep (comma-separated: 16k,64k,256k).
-        #[arg(long = "batch-bytes-list", alias = "batches", value_delimiter = ',')]
-        batch_bytes: Vec<String>,
-        /// Codecs to sweep (none,gzip,lz4,zstd).
-        #[arg(long = "compression-list", alias = "codecs", value_delimiter = ',')]
-        compression: Vec<String>,
-        /// Acks to sweep (0,1,all).
-        #[arg(long = "acks-list", value_delimiter = ',')]
-        acks: Vec<String>,
     },
     /// The same workload against several brokers, side by side.
     Compare {
@@ -110,17 +102,20 @@ struct WorkloadArgs {
     /// Excluded from every figure.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     warmup: Duration,
-    #[arg(long, default_value = "64k", value_parser = parse_bytes)]
-    batch_bytes: usize,
+    /// Target bytes per batch (sweep: a comma-separated list).
+    #[arg(long, default_value = "64k", value_delimiter = ',')]
+    batch_bytes: Vec<String>,
     #[arg(long, default_value_t = 1)]
     linger_ms: u64,
     /// Unanswered requests per producer connection.
     #[arg(long, default_value_t = 5)]
     in_flight: usize,
-    #[arg(long, default_value = "none")]
-    compression: String,
-    #[arg(long, default_value = "all")]
-    acks: String,
+    /// none, gzip, lz4 or zstd (sweep: a comma-separated list).
+    #[arg(long, default_value = "none", value_delimiter = ',')]
+    compression: Vec<String>,
+    /// 0, 1 or all (sweep: a comma-separated list).
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    acks: Vec<String>,
     /// none, round-robin:K, uniform:K, hot:K:SHARE (keyed records use Java's murmur2
     /// partitioner).
     #[arg(long, default_value = "none")]
@@ -139,6 +134,17 @@ struct WorkloadArgs {
     /// PASS needs this many msg/s [default: --rate, or 1,000,000 with --rate 0].
     #[arg(long)]
     target_rate: Option<u64>,
+}
+
+/// The one value of a setting that only `sweep` may list.
+fn single<'a>(flag: &str, values: &'a [String]) -> Result<&'a str, String> {
+    match values {
+        [one] => Ok(one),
+        _ => Err(format!(
+            "--{flag} {}: give one value (loadgen sweep runs lists)",
+            values.join(",")
+        )),
+    }
 }
 
 impl WorkloadArgs {
@@ -162,11 +168,11 @@ impl WorkloadArgs {
             rate: self.rate,
             duration: self.duration,
             warmup: self.warmup,
-            batch_bytes: self.batch_bytes,
+            batch_bytes: parse_bytes(single("batch-bytes", &self.batch_bytes)?)?,
             linger: Duration::from_millis(self.linger_ms),
             in_flight: self.in_flight.max(1),
-            compression: parse_compression(&self.compression)?,
-            acks: parse_acks(&self.acks)?,
+            compression: parse_compression(single("compression", &self.compression)?)?,
+            acks: parse_acks(single("acks", &self.acks)?)?,
             keys: Keys::parse(&self.keys)?,
             fetch_max_wait: Duration::from_millis(self.fetch_max_wait_ms),
             fetch_max_bytes: self.fetch_max_bytes.min(i32::MAX as usize) as i32,
@@ -376,17 +382,7 @@ fn main() {
             target,
             workload,
             output,
-            batch_bytes,
-            compression,
-            acks,
-        }) => sweep(
-            &target,
-            &workload,
-            &output,
-            &batch_bytes,
-            &compression,
-            &acks,
-        ),
+        }) => sweep(&target, &workload, &output),
         Some(Command::Compare {
             targets,
             workload,
@@ -403,32 +399,15 @@ fn main() {
     }
 }
 
-fn sweep(
-    target: &Target,
-    base: &WorkloadArgs,
-    output: &Output,
-    batch_bytes: &[String],
-    compression: &[String],
-    acks: &[String],
-) -> Result<bool, String> {
-    let or_base = |list: &[String], base: String| -> Vec<String> {
-        if list.is_empty() {
-            vec![base]
-        } else {
-            list.to_vec()
-        }
-    };
-    let batches = or_base(batch_bytes, base.batch_bytes.to_string());
-    let codecs = or_base(compression, base.compression.clone());
-    let ackses = or_base(acks, base.acks.clone());
+fn sweep(target: &Target, base: &WorkloadArgs, output: &Output) -> Result<bool, String> {
     let mut results = Vec::new();
-    for batch in &batches {
-        for codec in &codecs {
-            for ack in &ackses {
+    for batch in &base.batch_bytes {
+        for codec in &base.compression {
+            for ack in &base.acks {
                 let mut args = base.clone();
-                args.batch_bytes = parse_bytes(batch)?;
-                args.compression = codec.clone();
-                args.acks = ack.clone();
+                args.batch_bytes = vec![batch.clone()];
+                args.compression = vec![codec.clone()];
+                args.acks = vec![ack.clone()];
                 let workload = args.workload()?;
                 let name = format!("batch {batch} {codec} acks={ack}");
                 let result = run_one(target, workload, &name, output.quiet)?;

@@ -118,8 +118,10 @@ impl Producer {
                 if now >= stop_us {
                     break;
                 }
-                // Max rate: a full batch for the next partition, as fast as slots free up.
-                for _ in 0..self.layout.max_records() {
+                // Max rate: a full batch for every partition (one request carries them all,
+                // as a client's accumulator does under load), as fast as slots free up.
+                let round = self.layout.max_records() * self.accumulators.len();
+                for _ in 0..round {
                     self.add_record(now, &mut ready);
                 }
             }

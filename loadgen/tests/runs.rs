@@ -148,6 +148,10 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
     assert_eq!(failed.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&failed.stdout).contains("FAIL: "));
     assert!(out.path().join("strict.json").exists());
+    // Lists are for sweep only.
+    let listed = run(&["--batch-bytes", "16k,64k"]);
+    assert_eq!(listed.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&listed.stderr).contains("give one value"));
     // Bad settings: one line, exit status 2.
     let bad = run(&["--compression", "brotli"]);
     assert_eq!(bad.status.code(), Some(2));
