@@ -465,7 +465,16 @@ fn finish_many(
     write_json(&json, &runs)?;
     let label = results
         .first()
-        .map(|(_, r)| r.workload.label())
+        .map(|(_, r)| {
+            if kind == "sweep" {
+                format!(
+                    "{}; each run's batch size, compression and acks as named",
+                    r.workload.label_without_swept()
+                )
+            } else {
+                r.workload.label()
+            }
+        })
         .unwrap_or_default();
     report::runs_svg(&format!("{title}: {label}"), &rows, &svg)?;
     std::fs::write(&md, format!("# {title}\n\n{label}\n\n{table}"))

@@ -209,8 +209,8 @@ pub fn runs_svg(title: &str, rows: &[(String, &RunResult)], path: &Path) -> Resu
     root.fill(&WHITE).map_err(plot_error)?;
     let root = root.titled(title, ("sans-serif", 18)).map_err(plot_error)?;
     let areas = root.split_evenly((2, 1));
-    let n = rows.len().max(1);
     let labels: Vec<String> = rows.iter().map(|(name, _)| name.clone()).collect();
+    let n = labels.len().max(1) as i32;
     let draw = |area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
                 caption: &str,
                 values: Vec<f64>,
@@ -222,25 +222,25 @@ pub fn runs_svg(title: &str, rows: &[(String, &RunResult)], path: &Path) -> Resu
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(80)
-            .build_cartesian_2d(0.0..n as f64, 0.0..max)
+            .build_cartesian_2d((0..(n - 1).max(0)).into_segmented(), 0.0..max)
             .map_err(plot_error)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&|x| {
-                let at = x.floor() as usize;
-                labels.get(at).cloned().unwrap_or_default()
+            .x_labels(labels.len() + 1)
+            .x_label_formatter(&|segment| match segment {
+                SegmentValue::CenterOf(at) => labels.get(*at as usize).cloned().unwrap_or_default(),
+                _ => String::new(),
             })
             .draw()
             .map_err(plot_error)?;
         chart
-            .draw_series(values.iter().enumerate().map(|(at, v)| {
-                Rectangle::new(
-                    [(at as f64 + 0.15, 0.0), (at as f64 + 0.85, *v)],
-                    color.filled(),
-                )
-            }))
+            .draw_series(
+                Histogram::vertical(&chart)
+                    .style(color.filled())
+                    .margin(12)
+                    .data(values.iter().enumerate().map(|(at, v)| (at as i32, *v))),
+            )
             .map_err(plot_error)?;
         Ok(())
     };

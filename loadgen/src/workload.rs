@@ -215,6 +215,23 @@ impl Workload {
         }
     }
 
+    /// The settings a sweep keeps fixed (its rows name batch size, codec and acks).
+    pub fn label_without_swept(&self) -> String {
+        format!(
+            "{} B x {}/s, linger {} ms, {}p/{}c, {} partitions",
+            self.message_bytes,
+            if self.rate == 0 {
+                "max".to_string()
+            } else {
+                self.rate.to_string()
+            },
+            self.linger.as_millis(),
+            self.producers,
+            self.consumers,
+            self.partitions
+        )
+    }
+
     /// One line naming the settings that distinguish runs.
     pub fn label(&self) -> String {
         format!(
