@@ -73,6 +73,8 @@ pub struct Latencies {
     pub mean_ms: f64,
     /// (quantile, ms) at [`QUANTILES`].
     pub curve: Vec<(f64, f64)>,
+    /// The whole histogram: (microseconds, count) of every recorded bucket.
+    pub histogram_us: Vec<(u64, u64)>,
 }
 
 impl Latencies {
@@ -88,6 +90,10 @@ impl Latencies {
             max_ms: histogram.max() as f64 / 1000.0,
             mean_ms: histogram.mean() / 1000.0,
             curve: QUANTILES.iter().map(|q| (*q, at(*q))).collect(),
+            histogram_us: histogram
+                .iter_recorded()
+                .map(|bucket| (bucket.value_iterated_to(), bucket.count_at_value()))
+                .collect(),
         }
     }
 }

@@ -38,12 +38,20 @@ struct Pending {
     answer: Option<oneshot::Sender<Result<Bytes, Arc<WireError>>>>,
 }
 
+/// Requests waiting for their response; once the reader has failed, `failed` holds why
+/// and nothing more is queued (so no request waits for an answer that cannot come).
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Pending>,
+    failed: Option<Arc<WireError>>,
+}
+
 /// One TCP connection with pipelined requests.
 pub struct Pipeline {
     address: String,
     client_id: String,
     writer: Mutex<(OwnedWriteHalf, i32)>,
-    pending: Arc<std::sync::Mutex<VecDeque<Pending>>>,
+    pending: Arc<std::sync::Mutex<Queue>>,
     permits: Arc<Semaphore>,
 }
 
@@ -61,7 +69,7 @@ impl Pipeline {
             })?;
         let _ = stream.set_nodelay(true);
         let (reader, writer) = stream.into_split();
-        let pending: Arc<std::sync::Mutex<VecDeque<Pending>>> = Arc::default();
+        let pending: Arc<std::sync::Mutex<Queue>> = Arc::default();
         tokio::spawn(read_responses(reader, pending.clone(), address.to_string()));
         Ok(Pipeline {
             address: address.into(),
@@ -99,18 +107,24 @@ impl Pipeline {
                     reason,
                 }
             })?;
-        let receiver = if expect_response {
-            let (answer, receiver) = oneshot::channel();
-            self.pending
-                .lock()
-                .expect("pending lock")
-                .push_back(Pending {
+        let receiver = {
+            let mut queue = self.pending.lock().expect("pending lock");
+            if let Some(failed) = &queue.failed {
+                return Err(WireError::Malformed {
+                    address: self.address.clone(),
+                    reason: format!("connection already failed: {failed}"),
+                });
+            }
+            if expect_response {
+                let (answer, receiver) = oneshot::channel();
+                queue.waiting.push_back(Pending {
                     correlation_id,
                     answer: Some(answer),
                 });
-            Some(receiver)
-        } else {
-            None
+                Some(receiver)
+            } else {
+                None
+            }
         };
         writer
             .0
@@ -190,7 +204,7 @@ fn encode<R: Request>(
 /// steady stream of large fetch responses does not fault in fresh pages for each.
 async fn read_responses(
     mut reader: OwnedReadHalf,
-    pending: Arc<std::sync::Mutex<VecDeque<Pending>>>,
+    pending: Arc<std::sync::Mutex<Queue>>,
     address: String,
 ) {
     use bytes::Buf;
@@ -239,7 +253,7 @@ async fn read_responses(
         buffer.advance(4);
         let body = buffer.split_to(size).freeze();
         let correlation_id = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
-        let next = pending.lock().expect("pending lock").pop_front();
+        let next = pending.lock().expect("pending lock").waiting.pop_front();
         match next {
             Some(mut waiting) if waiting.correlation_id == correlation_id => {
                 if let Some(answer) = waiting.answer.take() {
@@ -264,7 +278,9 @@ async fn read_responses(
         }
     };
     let failure = Arc::new(failure);
-    for mut waiting in pending.lock().expect("pending lock").drain(..) {
+    let mut queue = pending.lock().expect("pending lock");
+    queue.failed = Some(failure.clone());
+    for mut waiting in queue.waiting.drain(..) {
         if let Some(answer) = waiting.answer.take() {
             let _ = answer.send(Err(failure.clone()));
         }

@@ -141,6 +141,10 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
         .as_str()
         .is_some_and(|k| !k.is_empty()));
     assert!(json["series"].as_array().is_some_and(|s| !s.is_empty()));
+    // The whole produce histogram: its bucket counts add up to the records measured.
+    let buckets = json["produce_latency"]["histogram_us"].as_array().unwrap();
+    let counted: u64 = buckets.iter().map(|b| b[1].as_u64().unwrap()).sum();
+    assert_eq!(counted, json["produced"]["records"].as_u64().unwrap());
     let svg = std::fs::read_to_string(out.path().join("ok.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("records per second"));
     // An impossible bound: FAIL, exit status 1, and the result still written.
