@@ -6,9 +6,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use protocol::client::MAX_RESPONSE_BYTES;
+use kafka_protocol::messages::ResponseHeader;
+use kafka_protocol::protocol::{Decodable, Request};
+use protocol::client::{encode_request, response_header_version, MAX_RESPONSE_BYTES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -101,10 +101,10 @@ impl Pipeline {
         writer.1 = writer.1.wrapping_add(1);
         let correlation_id = writer.1;
         let frame =
-            encode(request, version, correlation_id, &self.client_id).map_err(|reason| {
+            encode_request(request, version, correlation_id, &self.client_id).map_err(|error| {
                 WireError::Malformed {
                     address: self.address.clone(),
-                    reason,
+                    reason: error.to_string(),
                 }
             })?;
         let receiver = {
@@ -165,38 +165,6 @@ impl ResponseFuture {
         T::decode(&mut body, version)
             .map_err(|error| format!("bad response from {}: {error}", self.address))
     }
-}
-
-fn response_header_version<R: Request>(version: i16) -> i16 {
-    if R::KEY == ApiKey::ApiVersions as i16 {
-        0
-    } else {
-        <R::Response as HeaderVersion>::header_version(version)
-    }
-}
-
-fn encode<R: Request>(
-    request: &R,
-    version: i16,
-    correlation_id: i32,
-    client_id: &str,
-) -> Result<BytesMut, String> {
-    use bytes::BufMut;
-    let mut out = BytesMut::with_capacity(256);
-    out.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
-        .encode(&mut out, R::header_version(version))
-        .map_err(|error| error.to_string())?;
-    request
-        .encode(&mut out, version)
-        .map_err(|error| error.to_string())?;
-    let size = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(out)
 }
 
 /// Reads response frames into one reused buffer: a frame's body is split off as `Bytes`

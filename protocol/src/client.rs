@@ -166,17 +166,22 @@ pub fn encode_request<R: Request>(
     Ok(out)
 }
 
+/// The response header version of request `R` at `version` (ApiVersions answers in v0
+/// whatever the request's version, so an old client can read the refusal).
+pub fn response_header_version<R: Request>(version: i16) -> i16 {
+    if R::KEY == ApiKey::ApiVersions as i16 {
+        0
+    } else {
+        <R::Response as HeaderVersion>::header_version(version)
+    }
+}
+
 fn decode_response<R: Request>(
     mut body: Bytes,
     version: i16,
     correlation_id: i32,
 ) -> Result<R::Response, ClientError> {
-    let header_version = if R::KEY == ApiKey::ApiVersions as i16 {
-        0
-    } else {
-        <R::Response as HeaderVersion>::header_version(version)
-    };
-    let header = ResponseHeader::decode(&mut body, header_version)
+    let header = ResponseHeader::decode(&mut body, response_header_version::<R>(version))
         .map_err(|error| ClientError::Malformed(error.to_string()))?;
     if header.correlation_id != correlation_id {
         return Err(ClientError::Malformed(format!(

@@ -508,6 +508,11 @@ pub async fn list(
     )
 }
 
+/// Whether the coordinator knows the group: live state or committed offsets.
+fn group_exists(owner: &Shard, group: &str) -> bool {
+    owner.offsets().has_group(group) || owner.coordinator.describe(group).is_some()
+}
+
 /// A group's description from its coordinator: live state, or Empty when only committed
 /// offsets remain, or Dead when the group is unknown.
 async fn describe_one(shard: &Rc<Shard>, group: String) -> Option<GroupDescription> {
@@ -586,8 +591,7 @@ pub async fn delete(shard: &Rc<Shard>, request: DeleteGroupsRequest) -> DeleteGr
                 if owner.coordinator.has_members(&name) {
                     return Some(ErrorCode::NonEmptyGroup);
                 }
-                if !owner.offsets().has_group(&name) && owner.coordinator.describe(&name).is_none()
-                {
+                if !group_exists(&owner, &name) {
                     return Some(ErrorCode::GroupIdNotFound);
                 }
                 let now = crate::storage::Clock::system().now_ms();
@@ -637,7 +641,7 @@ pub async fn offset_delete(
     let plan = wanted.clone();
     let outcome = shard
         .call(owner, move |owner| async move {
-            if !owner.offsets().has_group(&group) && owner.coordinator.describe(&group).is_none() {
+            if !group_exists(&owner, &group) {
                 return Err(ErrorCode::GroupIdNotFound);
             }
             let subscribed = owner.coordinator.subscribed_topics(&group);
