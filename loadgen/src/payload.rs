@@ -109,7 +109,7 @@ impl BatchLayout {
         // Each record ends with its value, then a 1-byte header count (0): the value starts
         // `value_bytes + 1` before the record's end, and a key `key_bytes + 1` (its length
         // varint, 1 byte for keys under 64 bytes) before the value's length varint.
-        let value_len_varint = varint_len(value_bytes as i64);
+        let value_len_varint = protocol::varint::varlong_len(value_bytes as i64);
         let value_at: Vec<usize> = record_end.iter().map(|end| end - 1 - value_bytes).collect();
         let key_at = match key_bytes {
             Some(len) => value_at
@@ -193,16 +193,6 @@ impl BatchLayout {
         let crc = compute_crc(out);
         out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     }
-}
-
-fn varint_len(value: i64) -> usize {
-    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
-    let mut len = 1;
-    while zigzag >= 0x80 {
-        zigzag >>= 7;
-        len += 1;
-    }
-    len
 }
 
 /// Builds batches of `records_per_batch` records without keys (the storage benchmarks'

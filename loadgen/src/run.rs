@@ -7,11 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    CreateTopicsRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
-};
+use kafka_protocol::messages::{CreateTopicsRequest, MetadataRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use protocol::client::Client;
 
@@ -120,48 +117,6 @@ async fn ensure_topic(client: &mut Client, workload: &Workload) -> Result<i32, S
     }
 }
 
-/// The latest offset of every partition.
-async fn log_ends(
-    client: &mut Client,
-    topic: &str,
-    partitions: i32,
-) -> Result<Vec<(i32, i64)>, String> {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id((-1).into())
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(topic))
-            .with_partitions(
-                (0..partitions)
-                    .map(|p| {
-                        ListOffsetsPartition::default()
-                            .with_partition_index(p)
-                            .with_timestamp(-1)
-                    })
-                    .collect(),
-            )]);
-    let version = client
-        .version_for::<ListOffsetsRequest>(5)
-        .map_err(|e| e.to_string())?;
-    let response = client
-        .send_version(&request, version)
-        .await
-        .map_err(|error| format!("list offsets: {error}"))?;
-    let mut ends = Vec::new();
-    for topic in &response.topics {
-        for partition in &topic.partitions {
-            if partition.error_code != 0 {
-                return Err(format!(
-                    "list offsets of partition {}: {}",
-                    partition.partition_index,
-                    protocol::error_code::describe(partition.error_code)
-                ));
-            }
-            ends.push((partition.partition_index, partition.offset));
-        }
-    }
-    Ok(ends)
-}
-
 /// Runs `workload` against `address`; prints a line per second unless `quiet`.
 pub async fn run(
     address: &str,
@@ -183,7 +138,11 @@ pub async fn run(
     let produce_version = admin
         .version_for::<ProduceRequest>(9)
         .map_err(|error| error.to_string())?;
-    let ends = log_ends(&mut admin, &workload.topic, partitions).await?;
+    let all: Vec<i32> = (0..partitions).collect();
+    let ends = admin
+        .list_offsets(&workload.topic, &all, -1)
+        .await
+        .map_err(|error| error.to_string())?;
     let workload = Arc::new(workload);
 
     let done = Arc::new(AtomicBool::new(false));

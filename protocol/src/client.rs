@@ -40,6 +40,8 @@ pub enum ClientError {
     TooLarge(usize),
     #[error("the broker answered ApiVersions with {}", crate::error_code::describe(*.0))]
     Handshake(i16),
+    #[error("{what}: {}", crate::error_code::describe(*.code))]
+    Refused { what: String, code: i16 },
 }
 
 /// One connection to a broker.
@@ -108,6 +110,55 @@ impl Client {
     pub async fn send<R: Request>(&mut self, request: &R) -> Result<R::Response, ClientError> {
         let version = self.version_for::<R>(i16::MAX)?;
         self.send_version(request, version).await
+    }
+
+    /// The offset of each of `partitions` of `topic` at `timestamp` (-1: the log end, -2:
+    /// the log start, else the first offset at or after that time, -1 when there is none),
+    /// as (partition, offset). A partition's error code fails the call, naming the partition.
+    pub async fn list_offsets(
+        &mut self,
+        topic: &str,
+        partitions: &[i32],
+        timestamp: i64,
+    ) -> Result<Vec<(i32, i64)>, ClientError> {
+        use kafka_protocol::messages::list_offsets_request::{
+            ListOffsetsPartition, ListOffsetsTopic,
+        };
+        use kafka_protocol::messages::{ListOffsetsRequest, TopicName};
+        let request = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|partition| {
+                            ListOffsetsPartition::default()
+                                .with_partition_index(*partition)
+                                .with_timestamp(timestamp)
+                        })
+                        .collect(),
+                )]);
+        // v1+ answers one offset per partition; v5 is as far as brokers since Kafka 2.2 go
+        // without needing more than this asks.
+        let version = self.version_for::<ListOffsetsRequest>(5)?;
+        let response = self.send_version(&request, version).await?;
+        let mut found = Vec::new();
+        for topic in &response.topics {
+            for partition in &topic.partitions {
+                if partition.error_code != 0 {
+                    return Err(ClientError::Refused {
+                        what: format!(
+                            "cannot list offsets of partition {}",
+                            partition.partition_index
+                        ),
+                        code: partition.error_code,
+                    });
+                }
+                found.push((partition.partition_index, partition.offset));
+            }
+        }
+        Ok(found)
     }
 
     /// Sends `request` at `version`.

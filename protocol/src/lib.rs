@@ -34,7 +34,7 @@ pub mod record_batch;
 pub mod records;
 pub mod request;
 pub mod response;
-mod varint;
+pub mod varint;
 pub mod versions;
 
 pub use kafka_protocol;

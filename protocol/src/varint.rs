@@ -12,7 +12,7 @@ pub fn put_varlong(out: &mut Vec<u8>, value: i64) {
     out.push(zigzag as u8);
 }
 
-#[cfg(test)]
+/// Bytes `put_varlong` writes for `value`.
 pub fn varlong_len(value: i64) -> usize {
     let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
     let mut len = 1;

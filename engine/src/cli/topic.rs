@@ -5,8 +5,7 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, ListOffsetsRequest, MetadataRequest,
-    MetadataResponse, TopicName,
+    CreateTopicsRequest, DeleteTopicsRequest, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -258,37 +257,10 @@ pub async fn offsets(
     partitions: &[i32],
     timestamp: i64,
 ) -> Result<Vec<(i32, i64)>, String> {
-    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-    let request = ListOffsetsRequest::default()
-        .with_replica_id((-1).into())
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(topic))
-            .with_partitions(
-                partitions
-                    .iter()
-                    .map(|partition| {
-                        ListOffsetsPartition::default()
-                            .with_partition_index(*partition)
-                            .with_timestamp(timestamp)
-                    })
-                    .collect(),
-            )]);
-    let response = client.send(&request).await.map_err(client_error)?;
-    let mut found = Vec::new();
-    for topic in &response.topics {
-        for partition in &topic.partitions {
-            check(
-                partition.error_code,
-                &format!(
-                    "cannot list offsets of partition {}",
-                    partition.partition_index
-                ),
-                None,
-            )?;
-            found.push((partition.partition_index, partition.offset));
-        }
-    }
-    Ok(found)
+    client
+        .list_offsets(topic, partitions, timestamp)
+        .await
+        .map_err(client_error)
 }
 
 async fn print_configs(client: &mut protocol::client::Client, name: &str) -> Result<(), String> {

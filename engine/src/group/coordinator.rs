@@ -255,14 +255,17 @@ impl Group {
         }
     }
 
-    fn complete(&mut self) {
-        let stragglers: Vec<String> = self
-            .members
+    /// Ids of the members `keep` selects.
+    fn member_ids(&self, keep: impl Fn(&Member) -> bool) -> Vec<String> {
+        self.members
             .iter()
-            .filter(|(_, m)| m.join_reply.is_none())
+            .filter(|(_, m)| keep(m))
             .map(|(id, _)| id.clone())
-            .collect();
-        for id in stragglers {
+            .collect()
+    }
+
+    fn complete(&mut self) {
+        for id in self.member_ids(|m| m.join_reply.is_none()) {
             self.remove(&id);
         }
         self.generation += 1;
@@ -684,13 +687,7 @@ impl Coordinator {
                     }
                 }
                 group.state = GroupState::Stable;
-                let waiting: Vec<String> = group
-                    .members
-                    .iter()
-                    .filter(|(_, m)| m.sync_reply.is_some())
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for id in waiting {
+                for id in group.member_ids(|m| m.sync_reply.is_some()) {
                     let reply = group.members.get_mut(&id).and_then(|m| m.sync_reply.take());
                     if let Some(reply) = reply {
                         let _ = reply.send(outcome(group, &id));
@@ -869,24 +866,15 @@ impl Coordinator {
         let mut groups = self.groups.borrow_mut();
         for (name, group) in groups.iter_mut() {
             group.pending.retain(|_, forget_at| now < *forget_at);
-            let mut expired: Vec<String> = group
-                .members
-                .iter()
-                .filter(|(_, m)| {
-                    m.join_reply.is_none() && now.duration_since(m.last_seen) > m.session_timeout
-                })
-                .map(|(id, _)| id.clone())
-                .collect();
-            if group.sync_deadline.is_some_and(|deadline| now >= deadline) {
+            let sync_overdue = group.sync_deadline.is_some_and(|deadline| now >= deadline);
+            if sync_overdue {
                 group.sync_deadline = None;
-                let unsynced: Vec<String> = group
-                    .members
-                    .iter()
-                    .filter(|(id, m)| !m.synced && !expired.contains(id))
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                expired.extend(unsynced);
             }
+            let expired = group.member_ids(|m| {
+                let session_over =
+                    m.join_reply.is_none() && now.duration_since(m.last_seen) > m.session_timeout;
+                session_over || (sync_overdue && !m.synced)
+            });
             for id in &expired {
                 tracing::info!(group = name, member = id, "member expired");
                 group.remove(id);

@@ -92,12 +92,7 @@ impl OffsetStore {
         for chunk in entries.chunks(SNAPSHOT_BATCH_RECORDS) {
             let mut builder = RecordBatchBuilder::new(chunk[0].2.timestamp);
             for (group, (topic, partition), committed) in chunk {
-                let value = serde_json::to_vec(committed).expect("offset serializes");
-                builder.push(
-                    Some(record_key(group, topic, *partition).as_bytes()),
-                    Some(&value),
-                    committed.timestamp,
-                );
+                push_commit(&mut builder, group, topic, *partition, committed);
             }
             self.append_durably(builder).await?;
         }
@@ -225,12 +220,7 @@ impl OffsetStore {
         }
         let mut builder = RecordBatchBuilder::new(commits[0].1.timestamp);
         for ((topic, partition), committed) in &commits {
-            let value = serde_json::to_vec(committed).expect("offset serializes");
-            builder.push(
-                Some(record_key(group, topic, *partition).as_bytes()),
-                Some(&value),
-                committed.timestamp,
-            );
+            push_commit(&mut builder, group, topic, *partition, committed);
         }
         self.append_durably(builder).await?;
         {
@@ -267,6 +257,22 @@ impl OffsetStore {
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
+}
+
+/// One commit as a record: its key, its JSON value, its commit time.
+fn push_commit(
+    builder: &mut RecordBatchBuilder,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    committed: &CommittedOffset,
+) {
+    let value = serde_json::to_vec(committed).expect("offset serializes");
+    builder.push(
+        Some(record_key(group, topic, partition).as_bytes()),
+        Some(&value),
+        committed.timestamp,
+    );
 }
 
 fn record_key(group: &str, topic: &str, partition: i32) -> String {
