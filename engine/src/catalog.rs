@@ -6,8 +6,8 @@
 //! fsynced, so after a crash the file holds either the old or the new catalog, whole.
 //!
 //! Readers take an immutable snapshot (`Arc<Catalog>`); changes are serialized by a mutex
-//! and publish a new snapshot. Topic changes are rare admin operations, so the blocking
-//! file writes run on the calling shard.
+//! and publish a new snapshot. The file writes block: shards make changes through
+//! `Shard::update_catalog`, which runs them on a helper thread.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -77,6 +77,8 @@ pub enum CatalogError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the catalog's helper thread failed: {0}")]
+    Helper(String),
     #[error("{path} is not a valid catalog: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -125,6 +127,38 @@ impl CatalogStore {
         };
         store.persist(&store.snapshot())?;
         Ok(store)
+    }
+
+    /// Re-places every partition whose owner shard does not exist with `shards` shards (the
+    /// broker restarted with fewer `--cores`) onto one that does, and persists the change.
+    /// Partition files stay where they are: their directories do not name a shard.
+    /// Returns how many partitions moved.
+    pub fn place_on(&self, shards: usize) -> Result<usize, CatalogError> {
+        assert!(shards > 0);
+        let misplaced = |catalog: &Catalog| {
+            catalog
+                .topics
+                .values()
+                .flat_map(|topic| topic.partition_shards.iter())
+                .filter(|owner| **owner >= shards)
+                .count()
+        };
+        if misplaced(&self.snapshot()) == 0 {
+            return Ok(0);
+        }
+        self.update(|catalog| {
+            let moved = misplaced(catalog);
+            for topic in catalog.topics.values_mut() {
+                let first =
+                    (crate::api::stable_hash(topic.name.as_bytes()) % shards as u64) as usize;
+                for (partition, owner) in topic.partition_shards.iter_mut().enumerate() {
+                    if *owner >= shards {
+                        *owner = (first + partition) % shards;
+                    }
+                }
+            }
+            Ok::<_, CatalogError>(moved)
+        })
     }
 
     pub fn snapshot(&self) -> Arc<Catalog> {

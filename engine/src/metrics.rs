@@ -1,11 +1,14 @@
 //! Broker metrics in Prometheus text format, served over HTTP on a port of their own
 //! (`--metrics-listen`).
 //!
-//! Counters are atomics shared by every shard; per-topic counters sit behind a mutex taken
-//! once per request. Partition log sizes are published by each owner shard every few
-//! seconds. The HTTP server is one plain thread: it answers `GET /metrics` and nothing else.
+//! Nothing on the hot path is shared between shards: every shard has cells of its own
+//! (request latency histograms, per-topic counters behind a mutex only that shard and the
+//! scraper take), and a scrape folds them. Storage counters (fdatasyncs, durability
+//! rounds) are per thread too (`storage::stats`). Partition log sizes are published by each
+//! owner shard every few seconds. The HTTP server is one plain thread: it answers `GET
+//! /metrics` and nothing else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -48,7 +51,26 @@ impl Histogram {
         self.sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
+    /// Adds `other`'s counts into this one (folding shards at scrape time).
+    pub fn add(&self, other: &Histogram) {
+        for (mine, theirs) in self.buckets.iter().zip(&other.buckets) {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.count
+            .fetch_add(other.count.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(other.sum_us.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us.load(Ordering::Relaxed)
+    }
+
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         let separator = if labels.is_empty() { "" } else { "," };
         for (bound, bucket) in BUCKETS_US.iter().zip(&self.buckets) {
@@ -87,56 +109,78 @@ struct TopicCounters {
     fetch_bytes: u64,
 }
 
-/// Every metric of the broker.
-pub struct Metrics {
-    pub connections_open: AtomicI64,
-    pub connections_total: AtomicU64,
+/// The cells one shard writes.
+struct ShardCells {
     requests: [Histogram; API_KEYS],
-    topics: Mutex<BTreeMap<String, TopicCounters>>,
-    partition_sizes: Mutex<BTreeMap<(String, i32), u64>>,
+    topics: Mutex<HashMap<String, TopicCounters>>,
 }
 
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics {
-            connections_open: AtomicI64::new(0),
-            connections_total: AtomicU64::new(0),
+impl Default for ShardCells {
+    fn default() -> ShardCells {
+        ShardCells {
             requests: std::array::from_fn(|_| Histogram::default()),
-            topics: Mutex::new(BTreeMap::new()),
-            partition_sizes: Mutex::new(BTreeMap::new()),
+            topics: Mutex::new(HashMap::new()),
         }
     }
 }
 
+impl ShardCells {
+    fn topic(&self, topic: &str, change: impl FnOnce(&mut TopicCounters)) {
+        let mut topics = self
+            .topics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match topics.get_mut(topic) {
+            Some(counters) => change(counters),
+            None => change(topics.entry(topic.to_string()).or_default()),
+        }
+    }
+}
+
+/// Every metric of the broker.
+pub struct Metrics {
+    pub connections_open: AtomicI64,
+    pub connections_total: AtomicU64,
+    shards: Vec<ShardCells>,
+    partition_sizes: Mutex<BTreeMap<(String, i32), u64>>,
+}
+
 impl Metrics {
-    pub fn request_done(&self, api_key: i16, elapsed: Duration) {
+    pub fn new(shards: usize) -> Metrics {
+        Metrics {
+            connections_open: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            shards: (0..shards.max(1)).map(|_| ShardCells::default()).collect(),
+            partition_sizes: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn cells(&self, shard: usize) -> &ShardCells {
+        &self.shards[shard % self.shards.len()]
+    }
+
+    pub fn request_done(&self, shard: usize, api_key: i16, elapsed: Duration) {
         if let Some(histogram) = usize::try_from(api_key)
             .ok()
-            .and_then(|key| self.requests.get(key))
+            .and_then(|key| self.cells(shard).requests.get(key))
         {
             histogram.record(elapsed);
         }
     }
 
-    pub fn produced(&self, topic: &str, records: u64, bytes: u64) {
-        let mut topics = self
-            .topics
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let counters = topics.entry(topic.to_string()).or_default();
-        counters.produce_requests += 1;
-        counters.produce_records += records;
-        counters.produce_bytes += bytes;
+    pub fn produced(&self, shard: usize, topic: &str, records: u64, bytes: u64) {
+        self.cells(shard).topic(topic, |counters| {
+            counters.produce_requests += 1;
+            counters.produce_records += records;
+            counters.produce_bytes += bytes;
+        });
     }
 
-    pub fn fetched(&self, topic: &str, bytes: u64) {
-        let mut topics = self
-            .topics
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let counters = topics.entry(topic.to_string()).or_default();
-        counters.fetch_requests += 1;
-        counters.fetch_bytes += bytes;
+    pub fn fetched(&self, shard: usize, topic: &str, bytes: u64) {
+        self.cells(shard).topic(topic, |counters| {
+            counters.fetch_requests += 1;
+            counters.fetch_bytes += bytes;
+        });
     }
 
     /// Replaces the published sizes of one shard's partitions.
@@ -151,10 +195,13 @@ impl Metrics {
     }
 
     pub fn forget_topic(&self, topic: &str) {
-        self.topics
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(topic);
+        for cells in &self.shards {
+            cells
+                .topics
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .remove(topic);
+        }
         self.partition_sizes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -177,8 +224,12 @@ impl Metrics {
             self.connections_total.load(Ordering::Relaxed)
         );
         let _ = writeln!(out, "# TYPE ringlog_request_latency_seconds histogram");
-        for (key, histogram) in self.requests.iter().enumerate() {
-            if histogram.count.load(Ordering::Relaxed) == 0 {
+        for key in 0..API_KEYS {
+            let histogram = Histogram::default();
+            for cells in &self.shards {
+                histogram.add(&cells.requests[key]);
+            }
+            if histogram.count() == 0 {
                 continue;
             }
             let api = kafka_protocol::messages::ApiKey::try_from(key as i16)
@@ -190,11 +241,21 @@ impl Metrics {
                 &format!("api=\"{api}\""),
             );
         }
-        let topics = self
-            .topics
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+        let mut topics: BTreeMap<String, TopicCounters> = BTreeMap::new();
+        for cells in &self.shards {
+            let shard_topics = cells
+                .topics
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (topic, counters) in shard_topics.iter() {
+                let sum = topics.entry(topic.clone()).or_default();
+                sum.produce_requests += counters.produce_requests;
+                sum.produce_records += counters.produce_records;
+                sum.produce_bytes += counters.produce_bytes;
+                sum.fetch_requests += counters.fetch_requests;
+                sum.fetch_bytes += counters.fetch_bytes;
+            }
+        }
         for (name, kind, value) in [
             (
                 "ringlog_produce_requests_total",
@@ -229,8 +290,7 @@ impl Metrics {
                 "ringlog_partition_log_bytes{{topic=\"{topic}\",partition=\"{partition}\"}} {size}"
             );
         }
-        let _ = writeln!(out, "# TYPE ringlog_fsync_latency_seconds histogram");
-        crate::storage::stats::FSYNC_LATENCY.render(&mut out, "ringlog_fsync_latency_seconds", "");
+        crate::storage::stats::render(&mut out);
         out
     }
 }
@@ -269,11 +329,11 @@ mod tests {
 
     #[test]
     fn renders_counters_and_cumulative_buckets() {
-        let metrics = Metrics::default();
-        metrics.produced("orders", 10, 1000);
-        metrics.produced("orders", 5, 500);
-        metrics.request_done(0, Duration::from_micros(300));
-        metrics.request_done(0, Duration::from_millis(20));
+        let metrics = Metrics::new(2);
+        metrics.produced(0, "orders", 10, 1000);
+        metrics.produced(1, "orders", 5, 500);
+        metrics.request_done(0, 0, Duration::from_micros(300));
+        metrics.request_done(1, 0, Duration::from_millis(20));
         let text = metrics.render();
         assert!(
             text.contains("ringlog_produce_records_total{topic=\"orders\"} 15"),

@@ -446,3 +446,75 @@ async fn uncompressed_topics_store_batches_of_every_codec_decompressed() {
     }
     assert!(batches >= 4);
 }
+
+/// librdkafka with idempotence and 5 requests in flight per connection, small batches, and
+/// segments small enough to roll many times while requests are in flight: every message is
+/// stored once, in the order it was sent, on its partition.
+#[tokio::test]
+async fn pipelined_idempotent_producer_keeps_order_across_segment_rolls() {
+    let broker = BrokerProcess::start(2);
+    create_topic(&broker, "pipelined", 2, &[("segment.bytes", "16384")])
+        .await
+        .expect("topic created");
+    let producer = producer(
+        &broker,
+        &[
+            ("enable.idempotence", "true"),
+            ("max.in.flight.requests.per.connection", "5"),
+            ("linger.ms", "0"),
+            ("batch.num.messages", "20"),
+        ],
+    );
+    const MESSAGES: usize = 4000;
+    let sends = (0..MESSAGES).map(|i| {
+        let value = format!("message {i:05} {}", "x".repeat(100));
+        let producer = &producer;
+        async move {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to("pipelined")
+                        .partition((i % 2) as i32)
+                        .payload(&value),
+                    TIMEOUT,
+                )
+                .await
+        }
+    });
+    let mut next_offset = [0i64; 2];
+    for (i, delivered) in futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let delivered = delivered.expect("delivered");
+        assert_eq!(delivered.partition, (i % 2) as i32);
+        assert_eq!(
+            delivered.offset,
+            next_offset[i % 2],
+            "message {i}: in order, no gaps, no duplicates"
+        );
+        next_offset[i % 2] += 1;
+    }
+    let consumer = consumer_from_beginning(&broker, "pipelined", 2);
+    let mut by_partition: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    for (partition, offset, _, value) in consume(&consumer, MESSAGES) {
+        by_partition
+            .entry(partition)
+            .or_default()
+            .push((offset, value[..13].to_string()));
+    }
+    for partition in 0..2 {
+        let expected: Vec<(i64, String)> = (0..MESSAGES)
+            .filter(|i| i % 2 == partition as usize)
+            .enumerate()
+            .map(|(offset, i)| (offset as i64, format!("message {i:05}")))
+            .collect();
+        assert_eq!(by_partition[&partition], expected, "partition {partition}");
+    }
+    let segments = std::fs::read_dir(broker.data_dir().join("pipelined-0"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+        .count();
+    assert!(segments > 5, "segments rolled meanwhile ({segments})");
+}

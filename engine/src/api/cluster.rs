@@ -28,7 +28,7 @@ pub fn describe(shard: &Rc<Shard>, _request: DescribeClusterRequest) -> Describe
 
 /// Gives an idempotent producer a new id (epoch 0), or bumps the epoch of the id it holds.
 /// Transactions are not implemented: a transactional id is refused.
-pub fn init_producer_id(
+pub async fn init_producer_id(
     shard: &Rc<Shard>,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
@@ -48,7 +48,7 @@ pub fn init_producer_id(
                 .with_producer_epoch(request.producer_epoch + 1);
         }
     }
-    match shard.context.catalog.next_producer_id() {
+    match shard.next_producer_id().await {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

@@ -195,14 +195,14 @@ pub async fn set_topic_configs(
     if validate_only {
         return Ok(());
     }
+    let name = topic.to_string();
     let updated = shard
-        .context
-        .catalog
-        .update(|catalog| {
-            let meta = catalog.topics.get_mut(topic).ok_or(Altered::Missing)?;
-            meta.configs = configs.clone();
+        .update_catalog(move |catalog| {
+            let meta = catalog.topics.get_mut(&name).ok_or(Altered::Missing)?;
+            meta.configs = configs;
             Ok(meta.clone())
         })
+        .await
         .map_err(|altered| match altered {
             Altered::Missing => unknown(),
             Altered::Catalog(error) => {

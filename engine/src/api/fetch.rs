@@ -143,7 +143,7 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
         shard
             .context
             .metrics
-            .fetched(topic.topic.0.as_str(), bytes as u64);
+            .fetched(shard.id, topic.topic.0.as_str(), bytes as u64);
     }
     response
 }

@@ -22,13 +22,20 @@ use protocol::{versions, ErrorCode};
 
 use crate::server::shard::Shard;
 
+/// A request no handler can answer: the connection closes.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("{0:?} has no handler")]
+    NoHandler(kafka_protocol::messages::ApiKey),
+}
+
 /// Answers one request; `None` when the request gets no response (produce with acks=0),
 /// an error when the connection must close.
 pub async fn handle(
     shard: &Rc<Shard>,
     request: Request,
     peer: SocketAddr,
-) -> Result<Option<ResponseKind>, String> {
+) -> Result<Option<ResponseKind>, HandlerError> {
     let version = request.api_version;
     Ok(Some(match request.body {
         RequestKind::ApiVersions(_) => {
@@ -67,7 +74,7 @@ pub async fn handle(
             ResponseKind::DescribeCluster(cluster::describe(shard, body))
         }
         RequestKind::InitProducerId(body) => {
-            ResponseKind::InitProducerId(cluster::init_producer_id(shard, body))
+            ResponseKind::InitProducerId(cluster::init_producer_id(shard, body).await)
         }
         RequestKind::FindCoordinator(body) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(shard, body, version))
@@ -116,7 +123,7 @@ pub async fn handle(
             // the connection rather than leave the client waiting.
             let key = request.api_key;
             tracing::error!(?key, request = ?std::mem::discriminant(&other), "request reached no handler");
-            return Err(format!("{key:?} has no handler"));
+            return Err(HandlerError::NoHandler(key));
         }
     }))
 }

@@ -43,11 +43,10 @@ pub async fn add_partitions(
         return Ok(());
     }
     let shards = shard.shard_count();
+    let name = topic.to_string();
     let updated = shard
-        .context
-        .catalog
-        .update(|catalog| {
-            let meta = catalog.topics.get_mut(topic).ok_or(Grown::Missing)?;
+        .update_catalog(move |catalog| {
+            let meta = catalog.topics.get_mut(&name).ok_or(Grown::Missing)?;
             if meta.partition_count() != have {
                 return Err(Grown::Raced);
             }
@@ -57,6 +56,7 @@ pub async fn add_partitions(
             }
             Ok(meta.clone())
         })
+        .await
         .map_err(|grown| match grown {
             Grown::Missing => unknown(),
             Grown::Raced => ApiError::new(

@@ -97,24 +97,33 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest) -> Option<Produc
         }
     }
     if let Some(ack) = ack {
-        let calls = by_owner(work).into_iter().map(|(owner, items)| {
-            shard.call(owner, move |owner_shard| async move {
-                let mut done = Vec::with_capacity(items.len());
-                for item in items {
-                    let produced = produce_partition(&owner_shard, &item, ack, timeout).await;
-                    done.push((item.slot, produced));
-                }
-                done
-            })
+        let calls = by_owner(work).into_iter().map(|(owner, items)| async move {
+            let slots: Vec<_> = items.iter().map(|item| item.slot).collect();
+            let answer = shard
+                .call(owner, move |owner_shard| async move {
+                    produce_on_owner(owner_shard, items, ack, timeout).await
+                })
+                .await;
+            (slots, answer)
         });
-        for answer in futures_util::future::join_all(calls).await {
+        for (slots, answer) in futures_util::future::join_all(calls).await {
             match answer {
                 Ok(done) => {
                     for ((t, p), produced) in done {
                         results[t][p] = produced;
                     }
                 }
-                Err(gone) => tracing::warn!(%gone, "produce to a stopped shard"),
+                // Never "no error" for data that was not stored: the client retries after
+                // refreshing its metadata.
+                Err(gone) => {
+                    tracing::warn!(%gone, "produce to a stopped shard");
+                    for (t, p) in slots {
+                        results[t][p] = Produced::failed(ApiError::new(
+                            ErrorCode::NotLeaderOrFollower,
+                            gone.to_string(),
+                        ));
+                    }
+                }
             }
         }
     }
@@ -154,105 +163,162 @@ fn partition_response(index: i32, produced: Produced) -> PartitionProduceRespons
     }
 }
 
-/// Validates, transforms and appends one partition's batches on its owner shard.
-async fn produce_partition(
+/// Every partition of a request on its owner shard: all of them are appended first (in
+/// the order the connection sent them, also across a blocked append), then their
+/// durability is awaited together, so a request costs one durability round however many
+/// partitions it carries.
+async fn produce_on_owner(
+    shard: Rc<Shard>,
+    items: Vec<Work>,
+    ack: Ack,
+    timeout: Duration,
+) -> Vec<((usize, usize), Produced)> {
+    // The gates are queued for in this task's first poll, so requests take each
+    // partition's gate in the order they reached this shard (tasks start in spawn order,
+    // and the gates are fair).
+    let _gates = futures_util::future::join_all(
+        shard
+            .append_gates(items.iter().map(|item| (&item.topic.name, item.partition)))
+            .into_iter()
+            .map(|gate| gate.lock_owned()),
+    )
+    .await;
+    let mut appended = Vec::with_capacity(items.len());
+    for item in &items {
+        appended.push((item.slot, append_partition(&shard, item, ack).await));
+    }
+    drop(_gates);
+    let deadline = tokio::time::Instant::now() + timeout;
+    futures_util::future::join_all(appended.into_iter().map(|(slot, appended)| async move {
+        let produced = match appended {
+            Ok(appended) => appended.finish(deadline, timeout).await,
+            Err(failed) => failed,
+        };
+        (slot, produced)
+    }))
+    .await
+}
+
+/// One partition's batches, appended and waiting for the durability `acks` asked for.
+struct AppendedPartition {
+    base_offset: i64,
+    log_append_time_ms: i64,
+    local: Rc<LocalPartition>,
+    waits: Vec<crate::storage::Appended>,
+}
+
+impl AppendedPartition {
+    async fn finish(self, deadline: tokio::time::Instant, timeout: Duration) -> Produced {
+        let all_done = async {
+            for appended in self.waits {
+                appended.wait().await?;
+            }
+            Ok::<_, crate::storage::StorageError>(())
+        };
+        let error = match tokio::time::timeout_at(deadline, all_done).await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(ApiError::new(error.error_code(), error.to_string())),
+            Err(_) => Some(ApiError::new(
+                ErrorCode::RequestTimedOut,
+                format!("not durable within {timeout:?}"),
+            )),
+        };
+        if let Some(error) = error {
+            return Produced::failed(error);
+        }
+        Produced {
+            base_offset: self.base_offset,
+            log_append_time_ms: self.log_append_time_ms,
+            log_start_offset: self.local.log.log_start_offset(),
+            error: None,
+        }
+    }
+}
+
+/// Validates, transforms and appends one partition's batches on its owner shard; returns
+/// the waits for their durability. A refused batch fails the partition before anything of
+/// it is appended.
+async fn append_partition(
     shard: &Rc<Shard>,
     work: &Work,
     ack: Ack,
-    timeout: Duration,
-) -> Produced {
-    let local = match shard.partition(&work.topic, work.partition).await {
-        Ok(local) => local,
-        Err(error) => {
-            return Produced::failed(ApiError::new(error.error_code(), error.to_string()))
-        }
-    };
+) -> Result<AppendedPartition, Produced> {
+    let failed = |code: ErrorCode, message: String| Produced::failed(ApiError::new(code, message));
+    let local = shard
+        .partition(&work.topic, work.partition)
+        .await
+        .map_err(|error| failed(error.error_code(), error.to_string()))?;
     let records = work.records.clone().unwrap_or_default();
-    let batches = match prepare_batches(&local, &records) {
-        Ok(batches) => batches,
-        Err(error) => return Produced::failed(error),
-    };
+    let batches = prepare_batches(&local, &records).map_err(Produced::failed)?;
     let log_append_time_ms = match local.settings.borrow().timestamp_type {
-        TimestampType::LogAppendTime => batches.first().map_or(-1, |(_, stamped)| *stamped),
+        TimestampType::LogAppendTime => batches.first().map_or(-1, |batch| batch.stamped_ms),
         TimestampType::CreateTime => -1,
     };
     let mut waits = Vec::with_capacity(batches.len());
     let mut duplicate_base = None;
     let (mut records_appended, mut bytes_appended) = (0u64, 0u64);
-    for (batch, _) in batches {
-        let header = BatchHeader::parse(&batch).expect("validated above");
+    for Prepared { bytes, header, .. } in batches {
         if header.producer_id >= 0 {
-            let check = match local.producers().await {
-                Ok(producers) => producers.check(&header),
-                Err(error) => {
-                    return Produced::failed(ApiError::new(error.error_code(), error.to_string()))
-                }
-            };
+            let check = local
+                .producers()
+                .await
+                .map_err(|error| failed(error.error_code(), error.to_string()))?
+                .check(&header);
             match check {
                 Ok(SequenceCheck::Append) => {}
                 Ok(SequenceCheck::Duplicate { base_offset }) => {
-                    // A retry of a batch already stored: acknowledge it, write nothing.
+                    // A retry of a batch already appended: write nothing, and answer once
+                    // the original is as durable as this request asks.
                     duplicate_base.get_or_insert(base_offset);
+                    let last_offset = base_offset + i64::from(header.last_offset_delta);
+                    waits.push(local.log.wait_for(base_offset, last_offset, ack));
                     continue;
                 }
-                Err(error) => {
-                    return Produced::failed(ApiError::new(error.error_code(), error.to_string()))
-                }
+                Err(error) => return Err(failed(error.error_code(), error.to_string())),
             }
         }
-        let batch_bytes = batch.len() as u64;
-        match local.log.append(batch, ack).await {
-            Ok(appended) => {
-                records_appended += u64::from(header.record_count.max(0) as u32);
-                bytes_appended += batch_bytes;
-                if header.producer_id >= 0 {
-                    if let Ok(mut producers) = local.producers().await {
-                        producers.record(&header, appended.base_offset);
-                    }
-                }
-                waits.push(appended);
-            }
-            Err(error) => {
-                return Produced::failed(ApiError::new(error.error_code(), error.to_string()))
+        let batch_bytes = bytes.len() as u64;
+        let appended = local
+            .log
+            .append_validated(bytes, header, ack)
+            .await
+            .map_err(|error| failed(error.error_code(), error.to_string()))?;
+        records_appended += u64::from(header.record_count.max(0) as u32);
+        bytes_appended += batch_bytes;
+        if header.producer_id >= 0 {
+            if let Ok(mut producers) = local.producers().await {
+                producers.record(&header, appended.base_offset);
             }
         }
+        waits.push(appended);
     }
     shard
         .context
         .metrics
-        .produced(&work.topic.name, records_appended, bytes_appended);
+        .produced(shard.id, &work.topic.name, records_appended, bytes_appended);
     let base_offset = duplicate_base
         .or(waits.first().map(|appended| appended.base_offset))
         .unwrap_or(-1);
-    let all_done = async {
-        for appended in waits {
-            appended.wait().await?;
-        }
-        Ok::<_, crate::storage::StorageError>(())
-    };
-    let error = match tokio::time::timeout(timeout, all_done).await {
-        Ok(Ok(())) => None,
-        Ok(Err(error)) => Some(ApiError::new(error.error_code(), error.to_string())),
-        Err(_) => Some(ApiError::new(
-            ErrorCode::RequestTimedOut,
-            format!("not durable within {timeout:?}"),
-        )),
-    };
-    Produced {
+    Ok(AppendedPartition {
         base_offset,
         log_append_time_ms,
-        log_start_offset: local.log.log_start_offset(),
-        error,
-    }
+        local,
+        waits,
+    })
+}
+
+/// A batch checked and ready to append: its bytes, its header (as validated, CRC
+/// included), and the log append time stamped on it (or -1).
+struct Prepared {
+    bytes: BytesMut,
+    header: BatchHeader,
+    stamped_ms: i64,
 }
 
 /// Splits a partition's records into batches and checks all of them before any is
 /// appended; applies the topic's compression and timestamp settings. Returns each batch
 /// with the append time stamped on it (or -1).
-fn prepare_batches(
-    local: &LocalPartition,
-    records: &Bytes,
-) -> Result<Vec<(BytesMut, i64)>, ApiError> {
+fn prepare_batches(local: &LocalPartition, records: &Bytes) -> Result<Vec<Prepared>, ApiError> {
     let max_bytes = local.settings.borrow().log.max_message_bytes;
     let corrupt = |message: String| ApiError::new(ErrorCode::CorruptMessage, message);
     if records.is_empty() {
@@ -304,12 +370,15 @@ fn check_records(batch: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Applies the topic's compression and timestamp type. A batch left as sent keeps the
+/// header it was validated with; a rewritten one (whose CRC this code computed) is parsed
+/// again.
 fn transform(
     local: &LocalPartition,
     batch: &[u8],
     header: &BatchHeader,
     compression: Compression,
-) -> Result<(BytesMut, i64), ApiError> {
+) -> Result<Prepared, ApiError> {
     let settings = local.settings.borrow();
     let too_large = || {
         ApiError::new(
@@ -318,6 +387,7 @@ fn transform(
         )
     };
     let max_bytes = settings.log.max_message_bytes;
+    let mut rewritten = true;
     let mut out = match (settings.compression, compression) {
         (TopicCompression::Zstd, Compression::None) => {
             let compressed = codec::compress_zstd(batch, header).map_err(|error| {
@@ -343,15 +413,33 @@ fn transform(
             check_records(&plain)?;
             BytesMut::from(&plain[..])
         }
-        _ => BytesMut::from(batch),
+        _ => {
+            rewritten = false;
+            BytesMut::from(batch)
+        }
     };
-    let stamped = match settings.timestamp_type {
+    let stamped_ms = match settings.timestamp_type {
         TimestampType::LogAppendTime => {
             let now_ms = crate::storage::Clock::system().now_ms();
             codec::stamp_log_append_time(&mut out, now_ms);
+            rewritten = true;
             now_ms
         }
         TimestampType::CreateTime => -1,
     };
-    Ok((out, stamped))
+    let header = if rewritten {
+        BatchHeader::parse(&out).map_err(|error| {
+            ApiError::new(
+                ErrorCode::UnknownServerError,
+                format!("rewrote an invalid batch: {error}"),
+            )
+        })?
+    } else {
+        *header
+    };
+    Ok(Prepared {
+        bytes: out,
+        header,
+        stamped_ms,
+    })
 }

@@ -65,16 +65,16 @@ pub async fn create_topic(
             false => Ok(meta),
         };
     }
+    let created = meta.clone();
     shard
-        .context
-        .catalog
-        .update(|catalog| {
-            if catalog.topics.contains_key(name) {
+        .update_catalog(move |catalog| {
+            if catalog.topics.contains_key(&created.name) {
                 return Err(Created::Exists);
             }
-            catalog.topics.insert(name.to_string(), meta.clone());
+            catalog.topics.insert(created.name.clone(), created);
             Ok(())
         })
+        .await
         .map_err(|created| match created {
             Created::Exists => exists(),
             Created::Catalog(error) => {
@@ -177,10 +177,10 @@ pub async fn create(shard: &Rc<Shard>, request: CreateTopicsRequest) -> CreateTo
 
 /// Deletes a topic from the catalog, then its partitions from their owners.
 pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta, ApiError> {
+    let removing = name.to_string();
     let removed = shard
-        .context
-        .catalog
-        .update(|catalog| Ok::<_, CatalogError>(catalog.topics.remove(name)))
+        .update_catalog(move |catalog| Ok::<_, CatalogError>(catalog.topics.remove(&removing)))
+        .await
         .map_err(|error| ApiError::new(ErrorCode::KafkaStorageError, error.to_string()))?;
     let meta = removed.ok_or_else(|| {
         ApiError::new(

@@ -12,9 +12,10 @@
 //! backend runs. `tokio-uring` is unmaintained since 2024, which is one more reason to keep
 //! it behind this module.
 //!
-//! A few metadata calls (`set_len`, `list_dir`, `sync_dir`) are plain system calls on every
-//! backend: tokio-uring has no ftruncate, getdents or directory fsync, and they run only at
-//! start-up, at a segment roll or at retention.
+//! A few metadata calls have no io_uring operation in `tokio-uring` (ftruncate, directory
+//! fsync, mkdir, recursive removal): they run on a helper thread ([`blocking`]), never on
+//! the shard thread, which keeps serving meanwhile. `list_dir` is a plain call: it runs only
+//! while a log opens.
 
 pub mod aligned;
 pub mod net;
@@ -100,6 +101,16 @@ pub fn block_on<F: Future>(backend: Backend, future: F) -> Result<F::Output, IoE
     }
 }
 
+/// Runs a blocking system call on a helper thread (the runtime's blocking pool), so the
+/// shard thread that awaits it keeps serving.
+pub async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|error| io::Error::other(format!("helper thread failed: {error}")))?
+}
+
 /// How to open a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenOptions {
@@ -166,9 +177,28 @@ impl Disk {
 
     pub async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         match self {
-            Disk::Uring | Disk::Portable => std::fs::create_dir_all(path),
+            Disk::Uring | Disk::Portable => {
+                let path = path.to_path_buf();
+                blocking(move || std::fs::create_dir_all(path)).await
+            }
             Disk::Sim(sim) => sim.create_dir_all(path),
         }
+    }
+
+    /// Removes a directory and everything in it; a missing directory is no error.
+    pub async fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        let path = path.to_path_buf();
+        let removed = match self {
+            Disk::Uring | Disk::Portable => {
+                blocking(move || match std::fs::remove_dir_all(path) {
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+                    other => other,
+                })
+                .await
+            }
+            Disk::Sim(sim) => sim.remove_dir_all(&path),
+        };
+        removed
     }
 
     pub async fn remove_file(&self, path: &Path) -> io::Result<()> {
@@ -190,7 +220,10 @@ impl Disk {
     /// Makes the directory's entries (created, renamed, removed files) durable.
     pub async fn sync_dir(&self, path: &Path) -> io::Result<()> {
         match self {
-            Disk::Uring | Disk::Portable => std::fs::File::open(path)?.sync_all(),
+            Disk::Uring | Disk::Portable => {
+                let path = path.to_path_buf();
+                blocking(move || std::fs::File::open(path)?.sync_all()).await
+            }
             Disk::Sim(_) => Ok(()),
         }
     }
@@ -323,13 +356,20 @@ impl File {
         }
     }
 
-    /// Truncates or extends the file to `len` bytes (ftruncate).
-    pub fn set_len(&self, len: u64) -> io::Result<()> {
-        match &*self.backing {
-            Backing::Uring(file) => portable::ftruncate(file.as_raw_fd(), len),
-            Backing::Portable(file) => file.set_len(len),
-            Backing::Sim(file) => file.set_len(len),
-        }
+    /// Truncates or extends the file to `len` bytes (ftruncate), on a helper thread that
+    /// holds a duplicate of the descriptor.
+    pub async fn set_len(&self, len: u64) -> io::Result<()> {
+        let duplicate = match &*self.backing {
+            Backing::Uring(file) => {
+                // SAFETY: the descriptor belongs to `file`, which is alive for this call;
+                // it is only borrowed long enough to duplicate it.
+                let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(file.as_raw_fd()) };
+                std::fs::File::from(borrowed.try_clone_to_owned()?)
+            }
+            Backing::Portable(file) => file.try_clone()?,
+            Backing::Sim(file) => return file.set_len(len),
+        };
+        blocking(move || duplicate.set_len(len)).await
     }
 }
 

@@ -102,6 +102,21 @@ impl Connection {
         }
     }
 
+    /// Shuts both directions down: a read waiting on the socket returns 0, and the peer
+    /// sees the connection close.
+    pub fn shutdown(&self) {
+        use std::os::unix::io::AsRawFd;
+        let fd = match self {
+            Connection::Uring(stream) => stream.as_raw_fd(),
+            Connection::Portable(stream) => stream.as_raw_fd(),
+        };
+        // SAFETY: `fd` is the open socket this connection owns; shutdown(2) does not close
+        // it, so the descriptor stays valid for its owner. Failure (already shut) is moot.
+        unsafe {
+            libc::shutdown(fd, libc::SHUT_RDWR);
+        }
+    }
+
     /// Writes all of `data`.
     pub async fn write_all(&self, data: Bytes) -> io::Result<()> {
         match self {

@@ -4,7 +4,7 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
 use super::OpenOptions;
@@ -44,18 +44,6 @@ pub fn fallocate(file: &fs::File, pos: u64, len: u64) -> io::Result<()> {
         libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: plain system call on a descriptor this file owns.
     let result = unsafe { libc::fallocate(file.as_raw_fd(), 0, pos, len) };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-pub fn ftruncate(fd: RawFd, len: u64) -> io::Result<()> {
-    let len =
-        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: plain system call on a descriptor the caller owns.
-    let result = unsafe { libc::ftruncate(fd, len) };
     if result == 0 {
         Ok(())
     } else {

@@ -262,6 +262,14 @@ impl SimDisk {
         }
     }
 
+    pub(super) fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state.borrow_mut();
+        state.check_alive()?;
+        state.paths.retain(|child, _| !child.starts_with(path));
+        state.dirs.retain(|dir| !dir.starts_with(path));
+        Ok(())
+    }
+
     pub(super) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.state.borrow_mut();
         state.check_alive()?;

@@ -32,6 +32,12 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval: Duration,
+    /// Requests of one connection dispatched and not yet answered; past it the connection
+    /// stops reading.
+    pub requests_in_flight_max: usize,
+    /// Bytes of request frames of one connection dispatched and not yet answered; past it
+    /// the connection stops reading (a larger frame is admitted alone).
+    pub in_flight_bytes_max: usize,
     /// Most requests a shard's inbox holds before senders wait.
     pub shard_inbox_capacity: usize,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None` serves none.
@@ -57,6 +63,8 @@ impl Default for BrokerConfig {
             max_request_bytes: protocol::frame::DEFAULT_MAX_FRAME_BYTES,
             log_defaults: LogConfig::default(),
             retention_check_interval: Duration::from_secs(300),
+            requests_in_flight_max: 16,
+            in_flight_bytes_max: 16 * 1024 * 1024,
             shard_inbox_capacity: 1024,
             metrics_listen: None,
             groups: crate::group::GroupSettings::default(),

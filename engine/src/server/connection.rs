@@ -1,21 +1,36 @@
-//! One client connection: read frames, decode, dispatch, answer in order.
+//! One client connection: a pipeline that reads, decodes and dispatches requests while
+//! earlier ones wait for durability, and writes the answers in request order.
 //!
-//! Requests of one connection are handled one at a time, as Kafka does (it mutes a
-//! connection until its response is sent), so appends from one producer connection land
-//! in the order they were sent. Memory per connection is bounded: a read chunk of
-//! `READ_CHUNK_BYTES` while idle, and at most one frame (`socket.request.max.bytes`), whose
-//! size is checked from its prefix before its body is read.
+//! Two tasks share the connection. The reader splits frames, decodes them and starts each
+//! Produce as a task of its own, so a producer with several requests in flight gets them
+//! appended one after another (in the order they were sent: see `api::produce`) and their
+//! fdatasyncs shared, instead of one full write + sync round each. Every other request is a
+//! barrier, as in Kafka, which handles a connection's requests one at a time: it waits until
+//! everything before it has been answered, runs alone, and only then is the next frame
+//! dispatched (an OffsetFetch never overtakes the OffsetCommit sent before it).
+//!
+//! The writer takes the started requests in order and writes each answer when it is ready.
+//!
+//! Bounds: at most `requests_in_flight_max` requests and `in_flight_bytes_max` bytes of
+//! request frames are dispatched and not yet answered; past either the reader stops
+//! reading (backpressure on the socket, not buffering). A single frame larger than the
+//! byte budget is admitted alone. Reading itself holds a chunk of `READ_CHUNK_BYTES` while
+//! idle, and at most one frame (`socket.request.max.bytes`), whose size is checked from its
+//! prefix before its body is read.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use protocol::frame::{self, FrameError};
-use protocol::request::{decode_request, RequestError};
+use protocol::request::{decode_request, Request, RequestError};
 use protocol::response::{encode_bare_error, encode_response};
 use protocol::{versions, ErrorCode};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::shard::Shard;
 use crate::api;
@@ -26,26 +41,114 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Largest single read while a big frame arrives.
 const READ_CHUNK_BYTES_MAX: usize = 1024 * 1024;
 
+/// Why a connection closes on our side.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error(transparent)]
+    Api(#[from] api::HandlerError),
+    #[error("cannot encode the response: {0}")]
+    Encode(String),
+    #[error("undecodable request: {0}")]
+    Request(#[from] RequestError),
+    #[error("write failed: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("a request task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A request dispatched and not yet answered: its answer (`None`: nothing to send), and
+/// the share of the byte budget its frame holds until then.
+struct InFlight {
+    answer: Answer,
+    _bytes: OwnedSemaphorePermit,
+}
+
+enum Answer {
+    Ready(Result<Option<Bytes>, ConnectionError>),
+    Running(tokio::task::JoinHandle<Result<Option<Bytes>, ConnectionError>>),
+}
+
+/// Requests dispatched and not yet finished, so that a barrier can wait for none.
+#[derive(Default)]
+struct Running {
+    count: Cell<usize>,
+    idle: Notify,
+}
+
+impl Running {
+    fn start(self: &Rc<Running>) -> RunningGuard {
+        self.count.set(self.count.get() + 1);
+        RunningGuard(self.clone())
+    }
+
+    async fn wait_idle(&self) {
+        while self.count.get() > 0 {
+            self.idle.notified().await;
+        }
+    }
+}
+
+struct RunningGuard(Rc<Running>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        let count = self.0.count.get() - 1;
+        self.0.count.set(count);
+        if count == 0 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 pub async fn serve(shard: Rc<Shard>, connection: Connection, peer: SocketAddr) {
     tracing::debug!(shard = shard.id, %peer, "connection opened");
     let metrics = shard.context.metrics.clone();
     metrics.connections_open.fetch_add(1, Ordering::Relaxed);
     metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-    serve_frames(&shard, &connection, peer).await;
+    let connection = Rc::new(connection);
+    let config = &shard.context.config;
+    // The writer holds at most `requests_in_flight_max - 1` queued plus the one it writes.
+    let (queue, dispatched) = mpsc::channel(config.requests_in_flight_max.max(2) - 1);
+    let writer = tokio::task::spawn_local(write_answers(connection.clone(), dispatched, peer));
+    read_requests(&shard, &connection, peer, queue).await;
+    // The reader is done (peer closed, or an error); the writer answers what was
+    // dispatched, then ends.
+    let _ = writer.await;
     metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
     tracing::debug!(shard = shard.id, %peer, "connection closed");
 }
 
-async fn serve_frames(shard: &Rc<Shard>, connection: &Connection, peer: SocketAddr) {
+async fn read_requests(
+    shard: &Rc<Shard>,
+    connection: &Connection,
+    peer: SocketAddr,
+    queue: mpsc::Sender<InFlight>,
+) {
     let max_request_bytes = shard.context.config.max_request_bytes;
+    let budget_bytes = shard.context.config.in_flight_bytes_max.max(1);
+    let budget = Arc::new(Semaphore::new(budget_bytes));
+    let running = Rc::new(Running::default());
     let mut buffer = BytesMut::new();
     let mut chunk: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
     loop {
         loop {
             match frame::split_frame(&mut buffer, max_request_bytes) {
                 Ok(Some(request)) => {
-                    if let Err(reason) = handle_frame(shard, connection, request, peer).await {
-                        tracing::info!(%peer, %reason, "closing connection");
+                    let permits = request.len().clamp(1, budget_bytes) as u32;
+                    let Ok(bytes) = budget.clone().acquire_many_owned(permits).await else {
+                        return;
+                    };
+                    let answer = dispatch(shard, request, peer, &running).await;
+                    let failed = matches!(answer, Answer::Ready(Err(_)));
+                    if queue
+                        .send(InFlight {
+                            answer,
+                            _bytes: bytes,
+                        })
+                        .await
+                        .is_err()
+                        || failed
+                    {
                         return;
                     }
                 }
@@ -69,11 +172,11 @@ async fn serve_frames(shard: &Rc<Shard>, connection: &Connection, peer: SocketAd
         let (result, returned) = connection.read(chunk).await;
         chunk = returned;
         match result {
-            Ok(0) => break,
+            Ok(0) => return,
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
             Err(error) => {
                 tracing::debug!(%peer, %error, "connection read failed");
-                break;
+                return;
             }
         }
         if buffer.is_empty() {
@@ -82,48 +185,89 @@ async fn serve_frames(shard: &Rc<Shard>, connection: &Connection, peer: SocketAd
     }
 }
 
+/// Starts one request. A Produce runs as a task of its own; anything else waits for every
+/// earlier request to finish and then runs to completion here.
+async fn dispatch(
+    shard: &Rc<Shard>,
+    frame: Bytes,
+    peer: SocketAddr,
+    running: &Rc<Running>,
+) -> Answer {
+    let request = match decode_request(frame) {
+        Ok(request) => request,
+        Err(error) => return Answer::Ready(refusal(error)),
+    };
+    if request.api_key == ApiKey::Produce {
+        let guard = running.start();
+        let shard = shard.clone();
+        return Answer::Running(tokio::task::spawn_local(async move {
+            let answer = answer(&shard, request, peer).await;
+            drop(guard);
+            answer
+        }));
+    }
+    running.wait_idle().await;
+    Answer::Ready(answer(shard, request, peer).await)
+}
+
+/// Handles a decoded request and encodes its response.
+async fn answer(
+    shard: &Rc<Shard>,
+    request: Request,
+    peer: SocketAddr,
+) -> Result<Option<Bytes>, ConnectionError> {
+    let started = std::time::Instant::now();
+    let correlation_id = request.header.correlation_id;
+    let (api_key, api_version) = (request.api_key, request.api_version);
+    let response = match api::handle(shard, request, peer).await? {
+        Some(body) => Some(
+            encode_response(correlation_id, api_key, api_version, &body)
+                .map_err(|error| ConnectionError::Encode(error.to_string()))?,
+        ),
+        None => None,
+    };
+    shard
+        .context
+        .metrics
+        .request_done(shard.id, api_key as i16, started.elapsed());
+    Ok(response)
+}
+
+/// Writes answers in request order. On the first failure it stops and shuts the socket,
+/// which ends the reader too.
+async fn write_answers(
+    connection: Rc<Connection>,
+    mut dispatched: mpsc::Receiver<InFlight>,
+    peer: SocketAddr,
+) {
+    while let Some(in_flight) = dispatched.recv().await {
+        let answer = match in_flight.answer {
+            Answer::Ready(answer) => answer,
+            Answer::Running(task) => task.await.unwrap_or_else(|error| Err(error.into())),
+        };
+        let written = match answer {
+            Ok(Some(response)) => connection
+                .write_all(response)
+                .await
+                .map_err(ConnectionError::Write),
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
+        };
+        if let Err(reason) = written {
+            tracing::info!(%peer, %reason, "closing connection");
+            dispatched.close();
+            connection.shutdown();
+            return;
+        }
+    }
+}
+
 fn refuse_frame(peer: &SocketAddr, error: &FrameError) {
     tracing::warn!(%peer, %error, "refusing frame; closing connection");
 }
 
-/// Handles one request frame. An error means the connection must close.
-async fn handle_frame(
-    shard: &Rc<Shard>,
-    connection: &Connection,
-    frame: Bytes,
-    peer: SocketAddr,
-) -> Result<(), String> {
-    let response = match decode_request(frame) {
-        Ok(request) => {
-            let started = std::time::Instant::now();
-            let correlation_id = request.header.correlation_id;
-            let (api_key, api_version) = (request.api_key, request.api_version);
-            let response = match api::handle(shard, request, peer).await? {
-                Some(body) => Some(
-                    encode_response(correlation_id, api_key, api_version, &body)
-                        .map_err(|error| error.to_string())?,
-                ),
-                None => None,
-            };
-            shard
-                .context
-                .metrics
-                .request_done(api_key as i16, started.elapsed());
-            response
-        }
-        Err(error) => Some(refusal(&error)?),
-    };
-    if let Some(response) = response {
-        connection
-            .write_all(response)
-            .await
-            .map_err(|error| format!("write failed: {error}"))?;
-    }
-    Ok(())
-}
-
 /// The answer to a request that could not be decoded, or an error to close the connection.
-fn refusal(error: &RequestError) -> Result<Bytes, String> {
+fn refusal(error: RequestError) -> Result<Option<Bytes>, ConnectionError> {
     match error {
         // KIP-511: a client newer than us asks ApiVersions with a version we do not know;
         // answer in v0 with UNSUPPORTED_VERSION and our table, and it retries.
@@ -135,18 +279,19 @@ fn refusal(error: &RequestError) -> Result<Bytes, String> {
             let body = ResponseKind::ApiVersions(versions::api_versions_response(
                 ErrorCode::UnsupportedVersion,
             ));
-            encode_response(*correlation_id, ApiKey::ApiVersions, 0, &body)
-                .map_err(|error| error.to_string())
+            encode_response(correlation_id, ApiKey::ApiVersions, 0, &body)
+                .map(Some)
+                .map_err(|error| ConnectionError::Encode(error.to_string()))
         }
         RequestError::UnsupportedVersion { correlation_id, .. }
         | RequestError::UnknownApiKey { correlation_id, .. }
         | RequestError::UnsupportedApi { correlation_id, .. } => {
-            tracing::info!(%error, "refusing request");
-            Ok(encode_bare_error(
-                *correlation_id,
+            tracing::debug!(%error, "refusing request");
+            Ok(Some(encode_bare_error(
+                correlation_id,
                 ErrorCode::UnsupportedVersion,
-            ))
+            )))
         }
-        RequestError::TooShort { .. } | RequestError::Malformed { .. } => Err(error.to_string()),
+        RequestError::TooShort { .. } | RequestError::Malformed { .. } => Err(error.into()),
     }
 }

@@ -57,6 +57,14 @@ impl Broker {
             io::probe(config.io_backend)?;
         }
         let catalog = CatalogStore::open(&config.data_dir)?;
+        let moved = catalog.place_on(config.cores)?;
+        if moved > 0 {
+            tracing::info!(
+                partitions = moved,
+                shards = config.cores,
+                "re-placed partitions whose shard no longer exists"
+            );
+        }
         let listeners = net::bind_reuseport(config.listen, config.cores).map_err(|source| {
             BrokerError::Listen {
                 address: config.listen,
@@ -79,7 +87,7 @@ impl Broker {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.cores)
             .map(|_| mpsc::channel::<Job>(config.shard_inbox_capacity))
             .unzip();
-        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let metrics = Arc::new(crate::metrics::Metrics::new(config.cores));
         let metrics_address = match config.metrics_listen {
             Some(listen) => {
                 let listener =

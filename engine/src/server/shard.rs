@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::config::BrokerConfig;
-use crate::catalog::{CatalogStore, TopicMeta};
+use crate::catalog::{Catalog, CatalogError, CatalogStore, TopicMeta};
 use crate::io::Disk;
 use crate::producer_state::ProducerStates;
 use crate::storage::{Clock, PartitionLog, StorageError};
@@ -68,6 +68,9 @@ impl LocalPartition {
     }
 }
 
+/// See [`Shard::append_gates`].
+pub type AppendGate = Arc<tokio::sync::Mutex<()>>;
+
 #[derive(Debug, thiserror::Error)]
 #[error("shard {0} is gone (the broker is shutting down)")]
 pub struct ShardGone(pub usize);
@@ -77,6 +80,10 @@ pub struct Shard {
     pub context: Arc<BrokerContext>,
     pub disk: Disk,
     partitions: RefCell<HashMap<(String, i32), Rc<LocalPartition>>>,
+    /// One fair lock per partition, held while a request appends to it, so appends land in
+    /// the order requests reached the shard even when one of them must wait (segment roll,
+    /// full write buffer, producer state loading).
+    append_gates: RefCell<HashMap<(String, i32), AppendGate>>,
     open_lock: tokio::sync::Mutex<()>,
     /// Woken whenever a local partition's high watermark may have moved.
     pub data_arrived: Rc<Notify>,
@@ -94,6 +101,7 @@ impl Shard {
             context,
             disk,
             partitions: RefCell::new(HashMap::new()),
+            append_gates: RefCell::new(HashMap::new()),
             open_lock: tokio::sync::Mutex::new(()),
             data_arrived: Rc::new(Notify::new()),
             coordinator: crate::group::Coordinator::new(group_settings),
@@ -215,6 +223,48 @@ impl Shard {
         Ok(local)
     }
 
+    /// Applies `change` to the catalog and persists it (file writes and fsyncs) on a helper
+    /// thread, so this shard keeps serving meanwhile.
+    pub async fn update_catalog<T, E>(
+        &self,
+        change: impl FnOnce(&mut Catalog) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<CatalogError> + Send + 'static,
+    {
+        let context = self.context.clone();
+        tokio::task::spawn_blocking(move || context.catalog.update(change))
+            .await
+            .unwrap_or_else(|error| Err(CatalogError::Helper(error.to_string()).into()))
+    }
+
+    /// A new producer id; when a new block must be reserved, it is persisted on a helper
+    /// thread.
+    pub async fn next_producer_id(&self) -> Result<i64, CatalogError> {
+        let context = self.context.clone();
+        tokio::task::spawn_blocking(move || context.catalog.next_producer_id())
+            .await
+            .unwrap_or_else(|error| Err(CatalogError::Helper(error.to_string())))
+    }
+
+    /// The append gates of these partitions, each once.
+    pub fn append_gates<'a>(
+        &self,
+        partitions: impl Iterator<Item = (&'a String, i32)>,
+    ) -> Vec<AppendGate> {
+        let mut gates = self.append_gates.borrow_mut();
+        let mut wanted: Vec<AppendGate> = Vec::new();
+        for (topic, partition) in partitions {
+            let key = (topic.clone(), partition);
+            let gate = gates.entry(key).or_default().clone();
+            if !wanted.iter().any(|seen| Arc::ptr_eq(seen, &gate)) {
+                wanted.push(gate);
+            }
+        }
+        wanted
+    }
+
     fn local(&self, key: &(String, i32), topic_id: uuid::Uuid) -> Option<Rc<LocalPartition>> {
         let partitions = self.partitions.borrow();
         partitions
@@ -226,6 +276,9 @@ impl Shard {
     /// Closes and deletes the local partitions of a deleted topic.
     pub async fn drop_topic(&self, name: &str) -> Result<(), StorageError> {
         self.context.metrics.forget_topic(name);
+        self.append_gates
+            .borrow_mut()
+            .retain(|(topic, _), _| topic != name);
         let removed: Vec<_> = {
             let mut partitions = self.partitions.borrow_mut();
             let keys: Vec<_> = partitions
@@ -242,8 +295,9 @@ impl Shard {
             if let Ok(local) = Rc::try_unwrap(local) {
                 let _ = local.log.close().await;
             }
-            std::fs::remove_dir_all(&dir)
-                .or_else(ignore_missing)
+            self.disk
+                .remove_dir_all(&dir)
+                .await
                 .map_err(|source| StorageError::io("cannot delete", &dir, source))?;
         }
         Ok(())
@@ -294,14 +348,6 @@ impl Shard {
                 }
             }
         }
-    }
-}
-
-fn ignore_missing(error: std::io::Error) -> std::io::Result<()> {
-    if error.kind() == std::io::ErrorKind::NotFound {
-        Ok(())
-    } else {
-        Err(error)
     }
 }
 

@@ -14,6 +14,7 @@
 use std::ops::ControlFlow;
 use std::pin::pin;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::config::{FlushPolicy, LogConfig, Preallocation};
@@ -150,6 +151,7 @@ async fn execute(
     config: &LogConfig,
 ) -> Result<Vec<Completed>, StorageError> {
     let mut completed = Vec::with_capacity(job.writes.len());
+    let mut written_bytes = 0u64;
     for write in job.writes {
         let renamed = write.rename.is_some();
         if let Some((from, to)) = &write.rename {
@@ -164,6 +166,7 @@ async fn execute(
         ensure_allocated(inner, write.base, position + len as u64, config).await?;
         let (result, buf) = write.file.write_all_at(buf, len, position).await;
         result.map_err(|source| StorageError::io("cannot write", write.file.path(), source))?;
+        written_bytes += len as u64;
         completed.push(Completed {
             base: write.base,
             buf,
@@ -177,8 +180,17 @@ async fn execute(
         file.sync_data()
             .await
             .map_err(|source| StorageError::io("cannot fdatasync", file.path(), source))?;
-        super::stats::FSYNC_LATENCY.record(started.elapsed());
+        super::stats::count(|cells| cells.fsync_latency.record(started.elapsed()));
     }
+    super::stats::count(|cells| {
+        cells.rounds.fetch_add(1, Ordering::Relaxed);
+        cells
+            .writes
+            .fetch_add(completed.len() as u64, Ordering::Relaxed);
+        cells
+            .write_bytes
+            .fetch_add(written_bytes, Ordering::Relaxed);
+    });
     Ok(completed)
 }
 
@@ -277,7 +289,7 @@ async fn ensure_allocated(
             progressed.await;
             continue;
         }
-        let step = round_up(config.preallocate_step_bytes as usize, BLOCK_BYTES) as u64;
+        let step = preallocate_step(allocated, config);
         let to = round_up(needed.max(allocated + step) as usize, BLOCK_BYTES) as u64;
         segment::preallocate(&file, config.preallocation, allocated, to).await?;
         if let Some(segment) = inner.state.borrow_mut().segments.get_mut(&base) {
@@ -344,6 +356,7 @@ async fn seal(inner: &Inner, base: i64) -> Result<(), StorageError> {
         )
     };
     file.set_len(size)
+        .await
         .map_err(|source| StorageError::io("cannot trim", file.path(), source))?;
     if let Some(write) = index_write {
         persist_index(inner, base, write).await?;
@@ -357,19 +370,34 @@ async fn seal(inner: &Inner, base: i64) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Smallest step of space reserved ahead.
+const PREALLOCATE_STEP_BYTES_MIN: u64 = 1024 * 1024;
+
+/// The next step of space to reserve for a segment that has `allocated` bytes: it grows
+/// with what the segment already holds (so with the partition's write rate), from 1 MiB up
+/// to `preallocate_step_bytes`. A fresh or slow partition reserves little (a thousand idle
+/// partitions must not hold 32 MiB each), a busy one reserves far ahead.
+fn preallocate_step(allocated: u64, config: &LogConfig) -> u64 {
+    let most = config.preallocate_step_bytes;
+    round_up(
+        allocated.max(PREALLOCATE_STEP_BYTES_MIN).min(most) as usize,
+        BLOCK_BYTES,
+    ) as u64
+}
+
 /// Starts reserving the next step of the active segment in the background once less than
 /// half a step is left ahead of the write position.
 fn preallocate_ahead(inner: &Rc<Inner>, config: &LogConfig) {
     if config.preallocation == Preallocation::None {
         return;
     }
-    let step = round_up(config.preallocate_step_bytes as usize, BLOCK_BYTES) as u64;
     let limit = round_up(config.segment_bytes as usize, BLOCK_BYTES) as u64;
     let mut state = inner.state.borrow_mut();
     if state.failure.is_some() {
         return;
     }
     let active = state.active();
+    let step = preallocate_step(active.allocated_bytes, config);
     let ahead = active.allocated_bytes.saturating_sub(active.appended.bytes);
     if active.allocating || ahead >= step / 2 || active.allocated_bytes >= limit {
         return;
@@ -535,6 +563,7 @@ pub(super) async fn truncate(inner: &Rc<Inner>, offset: i64) -> Result<i64, Stor
     files
         .log
         .set_len(position)
+        .await
         .map_err(|source| StorageError::io("cannot truncate", files.log.path(), source))?;
     files
         .log

@@ -219,9 +219,37 @@ impl PartitionLog {
     /// Validates `batch` (one RecordBatch v2), assigns its offsets by patching its header,
     /// and queues it for the next write. Waits only when the write buffer is full or a
     /// segment roll is under way. A refused batch changes nothing.
-    pub async fn append(&self, mut batch: BytesMut, ack: Ack) -> Result<Appended, StorageError> {
+    pub async fn append(&self, batch: BytesMut, ack: Ack) -> Result<Appended, StorageError> {
+        let max_bytes = self.inner.config.borrow().max_message_bytes;
+        let header = record_batch::validate_batch(&batch, max_bytes)?;
+        self.append_validated(batch, header, ack).await
+    }
+
+    /// [`append`](Self::append) for a batch its caller already validated (the header is
+    /// what `validate_batch` returned for exactly these bytes), so the CRC is checked once
+    /// per produce. Only the cheap structural checks are repeated.
+    pub async fn append_validated(
+        &self,
+        mut batch: BytesMut,
+        header: BatchHeader,
+        ack: Ack,
+    ) -> Result<Appended, StorageError> {
         let config = self.config();
-        let header = record_batch::validate_batch(&batch, config.max_message_bytes)?;
+        debug_assert_eq!(record_batch::compute_crc(&batch), header.crc);
+        if header.total_bytes() != batch.len() {
+            return Err(StorageError::from(
+                record_batch::BatchError::LengthMismatch {
+                    declared: header.total_bytes(),
+                    actual: batch.len(),
+                },
+            ));
+        }
+        if batch.len() > config.max_message_bytes {
+            return Err(StorageError::from(record_batch::BatchError::TooLarge {
+                bytes: batch.len(),
+                max_bytes: config.max_message_bytes,
+            }));
+        }
         loop {
             let mut progressed = pin!(self.inner.progress.notified());
             progressed.as_mut().enable();
@@ -515,6 +543,34 @@ impl PartitionLog {
             .values()
             .map(Segment::size_bytes)
             .sum()
+    }
+
+    /// A wait for offsets already appended (up to `last_offset`) to become as durable as
+    /// `ack` asks: for a retried batch that was stored before, acknowledged only when the
+    /// original is.
+    pub fn wait_for(&self, base_offset: i64, last_offset: i64, ack: Ack) -> Appended {
+        let mut state = self.inner.state.borrow_mut();
+        let done = if let Some(failure) = state.failure.clone() {
+            let (reply, receiver) = oneshot::channel();
+            let _ = reply.send(Err(StorageError::Offline(failure)));
+            Some(receiver)
+        } else {
+            match ack {
+                Ack::None => None,
+                Ack::Written if last_offset < state.written_offset => None,
+                Ack::Durable if last_offset < state.durable_offset => None,
+                Ack::Written => Some(register(&mut state.written_waiters, last_offset)),
+                Ack::Durable => Some(register(&mut state.durable_waiters, last_offset)),
+            }
+        };
+        if done.is_some() {
+            self.inner.flush_wake.notify_one();
+        }
+        Appended {
+            base_offset,
+            last_offset,
+            done,
+        }
     }
 
     /// Waits until everything appended so far is durable (written and fdatasync'ed).

@@ -160,6 +160,7 @@ impl LogLoader<'_> {
             files
                 .log
                 .set_len(end.position)
+                .await
                 .map_err(|source| StorageError::io("cannot truncate", &paths.log, source))?;
             files
                 .log
@@ -290,6 +291,7 @@ pub async fn rewrite_indexes(
         let file = file.clone();
         async move {
             file.set_len(0)
+                .await
                 .map_err(|source| StorageError::io("cannot truncate", file.path(), source))?;
             let len = bytes.len();
             let (result, _) = file.write_all_at(bytes, len, 0).await;

@@ -1,8 +1,100 @@
-//! Process-wide storage statistics, for the broker's metrics.
+//! Storage statistics, for the broker's metrics and the load generator's results.
+//!
+//! Each thread that drives logs (a shard) counts into cells of its own, so no two shards
+//! write the same cache line; the cells are registered once per thread and folded when
+//! read.
 
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::metrics::Histogram;
 
-/// Latency of every fdatasync the flushers issue.
-pub static FSYNC_LATENCY: LazyLock<Histogram> = LazyLock::new(Histogram::default);
+/// One thread's counters.
+#[derive(Default)]
+pub struct StorageCells {
+    /// Latency of every fdatasync.
+    pub fsync_latency: Histogram,
+    /// Durability rounds: flusher rounds that wrote or synced something.
+    pub rounds: AtomicU64,
+    /// Data writes handed to the kernel.
+    pub writes: AtomicU64,
+    /// Bytes of those writes (padding included).
+    pub write_bytes: AtomicU64,
+}
+
+/// Every thread's cells, for folding.
+static REGISTERED: Mutex<Vec<Arc<StorageCells>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static MINE: Arc<StorageCells> = {
+        let cells = Arc::new(StorageCells::default());
+        REGISTERED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(cells.clone());
+        cells
+    };
+}
+
+/// Runs `count` on this thread's cells.
+pub fn count(count: impl FnOnce(&StorageCells)) {
+    MINE.with(|cells| count(cells));
+}
+
+/// Totals over every thread so far.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StorageTotals {
+    pub fsyncs: u64,
+    pub fsync_us: u64,
+    pub rounds: u64,
+    pub writes: u64,
+    pub write_bytes: u64,
+}
+
+pub fn totals() -> StorageTotals {
+    let folded = fold();
+    StorageTotals {
+        fsyncs: folded.fsync_latency.count(),
+        fsync_us: folded.fsync_latency.sum_us(),
+        rounds: folded.rounds.load(Ordering::Relaxed),
+        writes: folded.writes.load(Ordering::Relaxed),
+        write_bytes: folded.write_bytes.load(Ordering::Relaxed),
+    }
+}
+
+fn fold() -> StorageCells {
+    let folded = StorageCells::default();
+    for cells in REGISTERED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+    {
+        folded.fsync_latency.add(&cells.fsync_latency);
+        for (sum, part) in [
+            (&folded.rounds, &cells.rounds),
+            (&folded.writes, &cells.writes),
+            (&folded.write_bytes, &cells.write_bytes),
+        ] {
+            sum.fetch_add(part.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+    folded
+}
+
+/// Prometheus text for the storage counters.
+pub fn render(out: &mut String) {
+    use std::fmt::Write as _;
+    let folded = fold();
+    let _ = writeln!(out, "# TYPE ringlog_fsync_latency_seconds histogram");
+    folded
+        .fsync_latency
+        .render(out, "ringlog_fsync_latency_seconds", "");
+    for (name, value) in [
+        ("ringlog_durability_rounds_total", &folded.rounds),
+        ("ringlog_log_writes_total", &folded.writes),
+        ("ringlog_log_write_bytes_total", &folded.write_bytes),
+    ] {
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+    }
+}
