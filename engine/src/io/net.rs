@@ -5,7 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::Backend;
@@ -74,8 +74,9 @@ pub enum Connection {
 }
 
 impl Connection {
-    /// Reads into the spare capacity of `buf` (from its length on); 0 means the peer closed.
-    pub async fn read(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    /// Reads into the spare capacity of `buf` (from its length to its capacity), so bytes
+    /// land where frames are split from, with no copy; 0 means the peer closed.
+    pub async fn read_into(&self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {
         match self {
             Connection::Uring(stream) => {
                 use tokio_uring::buf::BoundedBuf;

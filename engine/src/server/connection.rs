@@ -129,7 +129,6 @@ async fn read_requests(
     let budget = Arc::new(Semaphore::new(budget_bytes));
     let running = Rc::new(Running::default());
     let mut buffer = BytesMut::new();
-    let mut chunk: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
     loop {
         loop {
             match frame::split_frame(&mut buffer, max_request_bytes) {
@@ -164,16 +163,16 @@ async fn read_requests(
             Ok(Some(size)) => (size + frame::SIZE_BYTES).saturating_sub(buffer.len()),
             _ => 0,
         };
+        // Bytes are read straight into the frame buffer and frames are split off it without
+        // a copy (a frame in flight keeps the allocation it was read into alive until it is
+        // answered: at most `requests_in_flight_max` reads of up to 1 MiB).
         let want = pending.clamp(READ_CHUNK_BYTES, READ_CHUNK_BYTES_MAX);
-        if chunk.capacity() != want {
-            chunk = Vec::with_capacity(want);
-        }
-        chunk.clear();
-        let (result, returned) = connection.read(chunk).await;
-        chunk = returned;
+        buffer.reserve(want);
+        let (result, returned) = connection.read_into(buffer).await;
+        buffer = returned;
         match result {
             Ok(0) => return,
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
             Err(error) => {
                 tracing::debug!(%peer, %error, "connection read failed");
                 return;
