@@ -18,7 +18,6 @@ pub mod offset_index;
 pub mod partition_log;
 pub mod recovery;
 pub mod retention;
-pub mod rounds;
 pub mod segment;
 pub mod stats;
 pub mod tail_cache;

@@ -125,8 +125,6 @@ pub(super) struct Inner {
     pub shutdown: Cell<bool>,
     /// Told whenever the high watermark may have moved (long-polling fetches wait on it).
     pub data_notify: RefCell<Option<Rc<Notify>>>,
-    /// Durability rounds shared with the other logs of this thread, if any.
-    pub rounds: Option<Rc<super::rounds::DurabilityRounds>>,
 }
 
 /// One partition's log. Not `Send`: it lives on its owner shard's thread.
@@ -190,7 +188,6 @@ impl PartitionLog {
             progress: Rc::new(Notify::new()),
             shutdown: Cell::new(false),
             data_notify: RefCell::new(None),
-            rounds: super::rounds::for_this_thread(),
         });
         let flusher = tokio::task::spawn_local(flusher::run(Rc::downgrade(&inner)));
         Ok(PartitionLog {
