@@ -15,6 +15,7 @@
 //! ```
 
 pub mod consumer;
+pub mod disk;
 pub mod group;
 pub mod payload;
 pub mod producer;

@@ -79,6 +79,11 @@ struct Target {
     /// brokers that do not sync.
     #[arg(long)]
     no_fsync: bool,
+    /// After the run, measure the disk's durable ceiling in the embedded broker's data
+    /// directory (O_DIRECT writes of the broker's mean write size, fdatasync after each,
+    /// about 4 s) and report the broker's share of it.
+    #[arg(long)]
+    disk_probe: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -203,6 +208,7 @@ struct Output {
 /// A ringlog broker in this process, on a temporary directory unless given one.
 struct Embedded {
     broker: Option<engine::server::Broker>,
+    dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     settings: Vec<(String, String)>,
 }
@@ -248,6 +254,7 @@ impl Embedded {
             .map_err(|error| format!("cannot start the embedded broker: {error}"))?;
         Ok(Embedded {
             broker: Some(broker),
+            dir: dir.clone(),
             _temp: temp,
             settings,
         })
@@ -303,6 +310,13 @@ fn run_one(
         println!("{name}: {} against {address}", workload.label());
     }
     let mut result = runtime()?.block_on(run(&address, workload, process, quiet))?;
+    if let (true, Some(embedded), Some(storage)) =
+        (target.disk_probe, &embedded, result.storage.as_mut())
+    {
+        let ceiling = loadgen::disk::measure(&embedded.dir, storage.write_bytes_mean as usize)
+            .map_err(|error| format!("disk probe in {}: {error}", embedded.dir.display()))?;
+        storage.set_ceiling(ceiling);
+    }
     result.broker = BrokerInfo {
         name: name.to_string(),
         address,
@@ -355,6 +369,7 @@ fn main() {
                 data_dir: None,
                 broker_cores: None,
                 no_fsync: false,
+                disk_probe: false,
             };
             let output = Output {
                 out: PathBuf::from("results/loadgen"),
@@ -441,6 +456,7 @@ fn compare(targets: &[String], base: &WorkloadArgs, output: &Output) -> Result<b
             data_dir: None,
             broker_cores: None,
             no_fsync: false,
+            disk_probe: false,
         };
         let result = run_one(&target, base.workload()?, name, output.quiet)?;
         println!("{}", result.summary());

@@ -109,6 +109,57 @@ pub struct Cpu {
     pub records_per_broker_cpu_s: Option<f64>,
 }
 
+/// What the embedded broker's storage did in the measured window (from its own counters),
+/// and how that compares with the disk's durable ceiling measured after the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BrokerStorage {
+    pub window_s: f64,
+    /// Flusher rounds that wrote or synced something, per second.
+    pub durability_rounds_per_s: f64,
+    pub fdatasyncs_per_s: f64,
+    pub fdatasync_mean_us: f64,
+    pub writes_per_s: f64,
+    /// Mean bytes of one data write (padding included).
+    pub write_bytes_mean: f64,
+    pub write_mb_per_s: f64,
+    /// `--disk-probe`: the disk's own durable ceiling at the broker's mean write size.
+    pub disk_ceiling: Option<crate::disk::DiskCeiling>,
+    /// `write_mb_per_s` over the ceiling's MB/s.
+    pub share_of_ceiling: Option<f64>,
+}
+
+impl BrokerStorage {
+    /// The counters' change over a window of `window_s` seconds.
+    pub fn between(
+        from: engine::storage::stats::StorageTotals,
+        until: engine::storage::stats::StorageTotals,
+        window_s: f64,
+    ) -> BrokerStorage {
+        let per_s = |a: u64, b: u64| b.saturating_sub(a) as f64 / window_s.max(1e-9);
+        let writes = until.writes.saturating_sub(from.writes);
+        let fsyncs = until.fsyncs.saturating_sub(from.fsyncs);
+        let write_bytes = until.write_bytes.saturating_sub(from.write_bytes);
+        BrokerStorage {
+            window_s,
+            durability_rounds_per_s: per_s(from.rounds, until.rounds),
+            fdatasyncs_per_s: per_s(from.fsyncs, until.fsyncs),
+            fdatasync_mean_us: until.fsync_us.saturating_sub(from.fsync_us) as f64
+                / fsyncs.max(1) as f64,
+            writes_per_s: per_s(from.writes, until.writes),
+            write_bytes_mean: write_bytes as f64 / writes.max(1) as f64,
+            write_mb_per_s: per_s(from.write_bytes, until.write_bytes) / 1e6,
+            disk_ceiling: None,
+            share_of_ceiling: None,
+        }
+    }
+
+    pub fn set_ceiling(&mut self, ceiling: crate::disk::DiskCeiling) {
+        self.share_of_ceiling =
+            (ceiling.mb_per_s > 0.0).then(|| self.write_mb_per_s / ceiling.mb_per_s);
+        self.disk_ceiling = Some(ceiling);
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Checks {
     /// Whether consumers read everything back (no consumers: nothing checked).
@@ -191,6 +242,8 @@ pub struct RunResult {
     /// Intended send time to consumer receipt.
     pub end_to_end_latency: Option<Latencies>,
     pub cpu: Cpu,
+    /// Embedded broker only.
+    pub storage: Option<BrokerStorage>,
     pub checks: Checks,
     pub pass: bool,
     pub verdict: String,
@@ -219,6 +272,7 @@ impl RunResult {
             produce_latency,
             end_to_end_latency,
             cpu,
+            storage: None,
             checks,
             pass: false,
             verdict: String::new(),
@@ -316,6 +370,28 @@ impl RunResult {
                 "cpu        loadgen {:.1} s; broker not local (give --broker-pid)\n",
                 self.cpu.loadgen_s.unwrap_or(f64::NAN)
             )),
+        }
+        if let Some(storage) = &self.storage {
+            out.push_str(&format!(
+                "storage    {:.0} durability rounds/s, {:.0} fdatasyncs/s (mean {:.0} us), {:.0} writes/s of {:.1} KiB, {:.1} MB/s written\n",
+                storage.durability_rounds_per_s,
+                storage.fdatasyncs_per_s,
+                storage.fdatasync_mean_us,
+                storage.writes_per_s,
+                storage.write_bytes_mean / 1024.0,
+                storage.write_mb_per_s
+            ));
+            if let (Some(ceiling), Some(share)) = (&storage.disk_ceiling, storage.share_of_ceiling)
+            {
+                out.push_str(&format!(
+                    "disk       ceiling {:.1} MB/s ({} KiB O_DIRECT writes + fdatasync each, fdatasync p50 {} us p99 {} us); the broker wrote {:.2} of it\n",
+                    ceiling.mb_per_s,
+                    ceiling.write_bytes / 1024,
+                    ceiling.fdatasync_p50_us,
+                    ceiling.fdatasync_p99_us,
+                    share
+                ));
+            }
         }
         out.push_str(&format!(
             "checks     {}\n",

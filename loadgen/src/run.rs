@@ -217,6 +217,9 @@ pub async fn run(
     let mut series = Vec::new();
     let mut cpu_from: Option<(Option<f64>, Option<f64>, i64)> = None;
     let mut cpu_until = None;
+    let storage_totals =
+        || matches!(broker, BrokerProcess::Embedded).then(engine::storage::stats::totals);
+    let (mut storage_from, mut storage_until) = (None, None);
     let mut last = (0u64, 0u64, now_us());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
@@ -225,9 +228,11 @@ pub async fn run(
         let now = now_us();
         if cpu_from.is_none() && now >= measure_from {
             cpu_from = Some((broker.cpu(), loadgen_cpu(), now));
+            storage_from = storage_totals();
         }
         if cpu_until.is_none() && now >= stop_us {
             cpu_until = Some((broker.cpu(), loadgen_cpu(), now));
+            storage_until = storage_totals();
         }
         let acked = stats.acked.load(Ordering::Relaxed);
         let consumed = stats.consumed.load(Ordering::Relaxed);
@@ -285,6 +290,7 @@ pub async fn run(
         );
     }
     let cpu_until = cpu_until.unwrap_or_else(|| (broker.cpu(), loadgen_cpu(), now_us()));
+    let storage_until = storage_until.or_else(storage_totals);
 
     // Consumers catch up with everything acknowledged.
     let drained_by = std::time::Instant::now() + DRAIN_TIMEOUT;
@@ -362,7 +368,17 @@ pub async fn run(
     };
     let records_total: u64 = totals.iter().map(|t| t.records).sum();
     let batches_total: u64 = totals.iter().map(|t| t.batches).sum();
-    let result = RunResult::new(
+    let storage = match (storage_from, storage_until, cpu_from) {
+        (Some(from), Some(until), Some((_, _, from_us))) => {
+            Some(crate::result::BrokerStorage::between(
+                from,
+                until,
+                (cpu_until.2 - from_us) as f64 / 1e6,
+            ))
+        }
+        _ => None,
+    };
+    let mut result = RunResult::new(
         (*workload).clone(),
         Throughput {
             records: acked_measured,
@@ -386,5 +402,6 @@ pub async fn run(
         checks,
         series,
     );
+    result.storage = storage;
     Ok(result)
 }

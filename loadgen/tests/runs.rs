@@ -125,7 +125,7 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
             .output()
             .expect("loadgen runs")
     };
-    let passed = run(&["--name", "ok", "--p99-target-ms", "10000"]);
+    let passed = run(&["--name", "ok", "--p99-target-ms", "10000", "--disk-probe"]);
     let stdout = String::from_utf8_lossy(&passed.stdout);
     assert!(
         passed.status.success(),
@@ -145,6 +145,20 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
     let buckets = json["produce_latency"]["histogram_us"].as_array().unwrap();
     let counted: u64 = buckets.iter().map(|b| b[1].as_u64().unwrap()).sum();
     assert_eq!(counted, json["produced"]["records"].as_u64().unwrap());
+    // The embedded broker's own counters, and the disk's ceiling measured after the run.
+    let storage = &json["storage"];
+    assert!(
+        storage["fdatasyncs_per_s"].as_f64().unwrap() > 0.0,
+        "{storage}"
+    );
+    assert!(
+        storage["write_bytes_mean"].as_f64().unwrap() >= 4096.0,
+        "{storage}"
+    );
+    assert!(storage["disk_ceiling"]["mb_per_s"].as_f64().unwrap() > 0.0);
+    assert!(storage["disk_ceiling"]["writes"].as_u64().unwrap() > 0);
+    assert!(storage["share_of_ceiling"].as_f64().unwrap() > 0.0);
+    assert!(stdout.contains("disk       ceiling"), "{stdout}");
     let svg = std::fs::read_to_string(out.path().join("ok.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("records per second"));
     // An impossible bound: FAIL, exit status 1, and the result still written.
