@@ -42,7 +42,7 @@ impl Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the broker.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Create, list, describe, delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -57,7 +57,7 @@ pub enum Command {
 
 pub fn run(args: Args) -> Result<(), String> {
     match args.command {
-        Command::Serve(serve) => serve::run(serve),
+        Command::Serve(serve) => serve::run(*serve),
         Command::Topic(command) => block_on(topic::run(&args.brokers, command)),
         Command::Group(command) => block_on(group::run(&args.brokers, command)),
         Command::Produce(produce) => block_on(produce::run(&args.brokers, produce)),

@@ -45,6 +45,14 @@ pub struct ServeArgs {
     /// Largest request frame accepted (socket.request.max.bytes) [default: 104857600].
     #[arg(long)]
     pub max_request_bytes: Option<usize>,
+    /// Requests of one connection read and dispatched but not yet answered; past it the
+    /// connection stops reading [default: 16].
+    #[arg(long)]
+    pub max_in_flight_requests: Option<usize>,
+    /// Bytes of request frames of one connection dispatched but not yet answered; past it
+    /// the connection stops reading (a larger frame is admitted alone) [default: 16777216].
+    #[arg(long)]
+    pub max_in_flight_bytes: Option<usize>,
     /// Serve Prometheus metrics at GET /metrics on this address (port 0 picks a free port).
     #[arg(long, env = "RINGLOG_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -92,6 +100,8 @@ struct FileConfig {
     num_partitions: Option<i32>,
     auto_create_topics: Option<bool>,
     max_request_bytes: Option<usize>,
+    max_in_flight_requests: Option<usize>,
+    max_in_flight_bytes: Option<usize>,
     metrics_listen: Option<SocketAddr>,
     retention_check_secs: Option<u64>,
     group_min_session_timeout_ms: Option<u64>,
@@ -184,6 +194,16 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
             .max_request_bytes
             .or(file.max_request_bytes)
             .unwrap_or(defaults.max_request_bytes),
+        requests_in_flight_max: args
+            .max_in_flight_requests
+            .or(file.max_in_flight_requests)
+            .unwrap_or(defaults.requests_in_flight_max)
+            .max(1),
+        in_flight_bytes_max: args
+            .max_in_flight_bytes
+            .or(file.max_in_flight_bytes)
+            .unwrap_or(defaults.in_flight_bytes_max)
+            .max(1),
         retention_check_interval: args
             .retention_check_secs
             .or(file.retention_check_secs)
@@ -280,8 +300,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ringlog.toml");
         std::fs::write(&path, "cores = 3\nnum_partitions = 6\nlisten = \"127.0.0.1:19092\"\n[log]\nsegment_bytes = 1048576\nflush = \"on-demand\"\n").unwrap();
-        let config =
-            broker_config(parse(&["--config", path.to_str().unwrap(), "--cores", "2"])).unwrap();
+        let config = broker_config(parse(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--cores",
+            "2",
+            "--max-in-flight-requests",
+            "4",
+        ]))
+        .unwrap();
+        assert_eq!(config.requests_in_flight_max, 4);
+        assert_eq!(config.in_flight_bytes_max, 16 * 1024 * 1024, "default");
         assert_eq!(config.cores, 2, "flag wins");
         assert_eq!(config.num_partitions, 6, "file wins over default");
         assert_eq!(config.listen.port(), 19092);

@@ -32,9 +32,9 @@ use protocol::response::{encode_bare_error, encode_response};
 use protocol::{versions, ErrorCode};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::shard::Shard;
 use crate::api;
 use crate::io::net::Connection;
+use crate::shard::Shard;
 
 /// Bytes read at a time while waiting for requests.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -60,6 +60,7 @@ pub enum ConnectionError {
 /// the share of the byte budget its frame holds until then.
 struct InFlight {
     answer: Answer,
+    _slot: OwnedSemaphorePermit,
     _bytes: OwnedSemaphorePermit,
 }
 
@@ -107,8 +108,8 @@ pub async fn serve(shard: Rc<Shard>, connection: Connection, peer: SocketAddr) {
     metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     let connection = Rc::new(connection);
     let config = &shard.context.config;
-    // The writer holds at most `requests_in_flight_max - 1` queued plus the one it writes.
-    let (queue, dispatched) = mpsc::channel(config.requests_in_flight_max.max(2) - 1);
+    // Requests are admitted by the reader's semaphores, so the queue never holds more.
+    let (queue, dispatched) = mpsc::channel(config.requests_in_flight_max.max(1));
     let writer = tokio::task::spawn_local(write_answers(connection.clone(), dispatched, peer));
     read_requests(&shard, &connection, peer, queue).await;
     // The reader is done (peer closed, or an error); the writer answers what was
@@ -125,14 +126,24 @@ async fn read_requests(
     queue: mpsc::Sender<InFlight>,
 ) {
     let max_request_bytes = shard.context.config.max_request_bytes;
-    let budget_bytes = shard.context.config.in_flight_bytes_max.max(1);
+    let budget_bytes = shard
+        .context
+        .config
+        .in_flight_bytes_max
+        .clamp(1, u32::MAX as usize);
     let budget = Arc::new(Semaphore::new(budget_bytes));
+    let slots = Arc::new(Semaphore::new(
+        shard.context.config.requests_in_flight_max.max(1),
+    ));
     let running = Rc::new(Running::default());
     let mut buffer = BytesMut::new();
     loop {
         loop {
             match frame::split_frame(&mut buffer, max_request_bytes) {
                 Ok(Some(request)) => {
+                    let Ok(slot) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
                     let permits = request.len().clamp(1, budget_bytes) as u32;
                     let Ok(bytes) = budget.clone().acquire_many_owned(permits).await else {
                         return;
@@ -142,6 +153,7 @@ async fn read_requests(
                     if queue
                         .send(InFlight {
                             answer,
+                            _slot: slot,
                             _bytes: bytes,
                         })
                         .await
