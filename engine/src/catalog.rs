@@ -149,11 +149,9 @@ impl CatalogStore {
         self.update(|catalog| {
             let moved = misplaced(catalog);
             for topic in catalog.topics.values_mut() {
-                let first =
-                    (crate::api::stable_hash(topic.name.as_bytes()) % shards as u64) as usize;
                 for (partition, owner) in topic.partition_shards.iter_mut().enumerate() {
                     if *owner >= shards {
-                        *owner = (first + partition) % shards;
+                        *owner = placement(&topic.name, partition, shards);
                     }
                 }
             }
@@ -228,6 +226,22 @@ impl CatalogStore {
             .and_then(|dir| dir.sync_all())
             .map_err(|source| io("fsync", dir, source))
     }
+}
+
+/// FNV-1a: a stable hash (the same on every build), for placing partitions and groups on
+/// shards.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The shard that owns `partition` of topic `topic` among `shards` shards: a topic's
+/// partitions go round-robin over the shards, starting from one its name picks.
+pub fn placement(topic: &str, partition: usize, shards: usize) -> usize {
+    assert!(shards > 0);
+    let first = (stable_hash(topic.as_bytes()) % shards as u64) as usize;
+    (first + partition) % shards
 }
 
 /// Checks a topic name as Kafka does: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.

@@ -28,10 +28,12 @@
 
 pub mod api;
 pub mod catalog;
+pub mod config;
 pub mod group;
 pub mod io;
 pub mod metrics;
-pub mod producer_state;
+pub mod partition;
 pub mod server;
+pub mod shard;
 pub mod storage;
 pub mod topic_config;

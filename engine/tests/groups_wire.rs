@@ -508,8 +508,17 @@ async fn static_members_keep_their_place_and_their_old_ids_are_fenced() {
     let mut b = members.pop().unwrap();
     let mut a = members.pop().unwrap();
     let (joined_b, rejoined_a) = tokio::join!(b.join(10_000, 10_000, &["t"]), async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(a.heartbeat().await, ErrorCode::RebalanceInProgress.code());
+        // Once b's join reaches the coordinator, a's heartbeat is told to rejoin.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let code = a.heartbeat().await;
+            if code == ErrorCode::RebalanceInProgress.code() {
+                break;
+            }
+            assert_eq!(code, 0, "a stays a member until b's join arrives");
+            assert!(std::time::Instant::now() < deadline, "no rebalance began");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         a.join(10_000, 10_000, &["t"]).await
     });
     assert_eq!((joined_b, rejoined_a), (0, 0));

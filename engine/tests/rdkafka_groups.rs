@@ -352,6 +352,7 @@ async fn a_killed_member_hands_over_within_its_session_and_a_new_one_spreads_the
             }
         }
     }
+    let read_by_c = by_c.len() as i64;
     received.push(by_c);
     let mut held_all = held.clone();
     held_all.push(BTreeSet::from([c_partition]));
@@ -361,9 +362,27 @@ async fn a_killed_member_hands_over_within_its_session_and_a_new_one_spreads_the
             .commit_consumer_state(CommitMode::Sync)
             .expect("commit");
     }
-    // c auto-commits every 100 ms; give it time, then kill it: no LeaveGroup, so its
-    // partition moves only when its 2 s session runs out.
-    std::thread::sleep(Duration::from_millis(500));
+    // c auto-commits every 100 ms: once its commit covers what it read, kill it: no
+    // LeaveGroup, so its partition moves only when its 2 s session runs out.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let mut wanted = rdkafka::TopicPartitionList::new();
+        wanted.add_partition("spread", c_partition);
+        let committed = a
+            .committed_offsets(wanted, Duration::from_secs(5))
+            .expect("committed offsets");
+        let offset = committed
+            .find_partition("spread", c_partition)
+            .map(|partition| partition.offset());
+        if offset == Some(rdkafka::Offset::Offset(read_by_c)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "c's commit is at {offset:?}, it read {read_by_c}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     c.kill().unwrap();
     c.wait().unwrap();
     let killed_at = Instant::now();

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use protocol::ErrorCode;
 
-use crate::server::shard::Shard;
+use crate::shard::Shard;
 
 pub fn describe(shard: &Rc<Shard>, _request: DescribeClusterRequest) -> DescribeClusterResponse {
     let context = &shard.context;

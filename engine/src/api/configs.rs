@@ -17,7 +17,7 @@ use protocol::ErrorCode;
 
 use super::ApiError;
 use crate::catalog::CatalogError;
-use crate::server::shard::Shard;
+use crate::shard::{Shard, ShardError};
 use crate::storage::LogConfig;
 use crate::topic_config::{topic_settings, TOPIC_CONFIGS};
 
@@ -213,10 +213,10 @@ pub async fn set_topic_configs(
         let meta = updated.clone();
         shard
             .try_call(owner, move |owner_shard| async move {
-                owner_shard.apply_topic_configs(&meta)
+                Ok::<(), ShardError>(owner_shard.apply_topic_configs(&meta)?)
             })
             .await
-            .map_err(|message| ApiError::new(ErrorCode::KafkaStorageError, message))?;
+            .map_err(|error| ApiError::new(error.error_code(), error.to_string()))?;
     }
     tracing::info!(topic, configs = ?updated.configs, "altered topic configs");
     Ok(())

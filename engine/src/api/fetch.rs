@@ -19,7 +19,7 @@ use protocol::ErrorCode;
 
 use super::by_owner;
 use crate::catalog::TopicMeta;
-use crate::server::shard::Shard;
+use crate::shard::Shard;
 
 /// Longest a fetch may wait for data.
 const MAX_WAIT_MS_MAX: i32 = 60_000;

@@ -25,9 +25,8 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use protocol::ErrorCode;
 
-use super::stable_hash;
 use crate::group::{CommittedOffset, GroupDescription, GroupState, JoinRequest};
-use crate::server::shard::Shard;
+use crate::shard::Shard;
 
 fn code(error: Option<ErrorCode>) -> i16 {
     error.map_or(0, ErrorCode::code)
@@ -50,7 +49,7 @@ fn instance(id: &Option<StrBytes>) -> Option<String> {
 
 /// The shard coordinating `group`.
 pub fn coordinator_shard(shard: &Shard, group: &str) -> usize {
-    (stable_hash(group.as_bytes()) % shard.shard_count() as u64) as usize
+    crate::group::coordinator_shard(group, shard.shard_count())
 }
 
 pub fn find_coordinator(

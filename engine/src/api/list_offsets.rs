@@ -11,7 +11,7 @@ use protocol::ErrorCode;
 
 use super::by_owner;
 use crate::catalog::TopicMeta;
-use crate::server::shard::Shard;
+use crate::shard::Shard;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;

@@ -14,7 +14,7 @@ use protocol::ErrorCode;
 
 use super::topics::create_topic;
 use crate::catalog::TopicMeta;
-use crate::server::shard::Shard;
+use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -> MetadataResponse {
     let context = &shard.context;

@@ -20,7 +20,7 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 use protocol::request::Request;
 use protocol::{versions, ErrorCode};
 
-use crate::server::shard::Shard;
+use crate::shard::Shard;
 
 /// A request no handler can answer: the connection closes.
 #[derive(Debug, thiserror::Error)]
@@ -151,11 +151,4 @@ pub fn by_owner<T>(items: impl IntoIterator<Item = (usize, T)>) -> BTreeMap<usiz
         groups.entry(owner).or_default().push(item);
     }
     groups
-}
-
-/// FNV-1a: a stable hash (the same on every build), for placing partitions on shards.
-pub fn stable_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
 }

@@ -10,7 +10,7 @@ use protocol::ErrorCode;
 
 use super::ApiError;
 use crate::catalog::{CatalogError, PARTITIONS_PER_TOPIC_MAX};
-use crate::server::shard::Shard;
+use crate::shard::Shard;
 
 pub async fn add_partitions(
     shard: &Rc<Shard>,
@@ -50,9 +50,9 @@ pub async fn add_partitions(
             if meta.partition_count() != have {
                 return Err(Grown::Raced);
             }
-            let first = meta.partition_shards.first().copied().unwrap_or(0);
             for partition in have..count as usize {
-                meta.partition_shards.push((first + partition) % shards);
+                meta.partition_shards
+                    .push(crate::catalog::placement(&name, partition, shards));
             }
             Ok(meta.clone())
         })

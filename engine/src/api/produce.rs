@@ -16,8 +16,8 @@ use protocol::ErrorCode;
 
 use super::{by_owner, ApiError};
 use crate::catalog::TopicMeta;
-use crate::producer_state::SequenceCheck;
-use crate::server::shard::{LocalPartition, Shard};
+use crate::partition::{LocalPartition, ValidBatch};
+use crate::shard::Shard;
 use crate::storage::Ack;
 use crate::topic_config::{TimestampType, TopicCompression};
 
@@ -254,56 +254,26 @@ async fn append_partition(
         TimestampType::LogAppendTime => batches.first().map_or(-1, |batch| batch.stamped_ms),
         TimestampType::CreateTime => -1,
     };
-    let mut waits = Vec::with_capacity(batches.len());
-    let mut duplicate_base = None;
-    let (mut records_appended, mut bytes_appended) = (0u64, 0u64);
-    for Prepared { bytes, header, .. } in batches {
-        if header.producer_id >= 0 {
-            let check = local
-                .producers()
-                .await
-                .map_err(|error| failed(error.error_code(), error.to_string()))?
-                .check(&header);
-            match check {
-                Ok(SequenceCheck::Append) => {}
-                Ok(SequenceCheck::Duplicate { base_offset }) => {
-                    // A retry of a batch already appended: write nothing, and answer once
-                    // the original is as durable as this request asks.
-                    duplicate_base.get_or_insert(base_offset);
-                    let last_offset = base_offset + i64::from(header.last_offset_delta);
-                    waits.push(local.log.wait_for(base_offset, last_offset, ack));
-                    continue;
-                }
-                Err(error) => return Err(failed(error.error_code(), error.to_string())),
-            }
-        }
-        let batch_bytes = bytes.len() as u64;
-        let appended = local
-            .log
-            .append_validated(bytes, header, ack)
-            .await
-            .map_err(|error| failed(error.error_code(), error.to_string()))?;
-        records_appended += u64::from(header.record_count.max(0) as u32);
-        bytes_appended += batch_bytes;
-        if header.producer_id >= 0 {
-            if let Ok(mut producers) = local.producers().await {
-                producers.record(&header, appended.base_offset);
-            }
-        }
-        waits.push(appended);
-    }
+    let valid = batches
+        .into_iter()
+        .map(|batch| ValidBatch {
+            bytes: batch.bytes,
+            header: batch.header,
+        })
+        .collect();
+    let appended = local
+        .append(valid, ack)
+        .await
+        .map_err(|error| failed(error.error_code(), error.to_string()))?;
     shard
         .context
         .metrics
-        .produced(shard.id, &work.topic.name, records_appended, bytes_appended);
-    let base_offset = duplicate_base
-        .or(waits.first().map(|appended| appended.base_offset))
-        .unwrap_or(-1);
+        .produced(shard.id, &work.topic.name, appended.records, appended.bytes);
     Ok(AppendedPartition {
-        base_offset,
+        base_offset: appended.base_offset,
         log_append_time_ms,
         local,
-        waits,
+        waits: appended.waits,
     })
 }
 

@@ -11,9 +11,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use protocol::ErrorCode;
 
-use super::{by_owner, stable_hash, ApiError};
+use super::{by_owner, ApiError};
 use crate::catalog::{validate_topic_name, CatalogError, TopicMeta, PARTITIONS_PER_TOPIC_MAX};
-use crate::server::shard::Shard;
+use crate::shard::{Shard, ShardError};
 use crate::topic_config::topic_settings;
 
 /// Creates a topic: validates it, places its partitions on shards, persists it in the
@@ -44,12 +44,11 @@ pub async fn create_topic(
     topic_settings(&config.log_defaults, &configs)
         .map_err(|message| ApiError::new(ErrorCode::InvalidConfig, message))?;
     let shards = shard.shard_count();
-    let first = (stable_hash(name.as_bytes()) % shards as u64) as usize;
     let meta = TopicMeta {
         name: name.to_string(),
         id: uuid::Uuid::new_v4(),
         partition_shards: (0..partitions as usize)
-            .map(|p| (first + p) % shards)
+            .map(|partition| crate::catalog::placement(name, partition, shards))
             .collect(),
         configs,
     };
@@ -111,15 +110,12 @@ pub async fn open_partitions(
         shard
             .try_call(owner, move |owner_shard| async move {
                 for partition in partitions {
-                    owner_shard
-                        .partition(&meta, partition)
-                        .await
-                        .map_err(|error| error.to_string())?;
+                    owner_shard.partition(&meta, partition).await?;
                 }
-                Ok(())
+                Ok::<(), ShardError>(())
             })
             .await
-            .map_err(|message| ApiError::new(ErrorCode::KafkaStorageError, message))?;
+            .map_err(|error| ApiError::new(error.error_code(), error.to_string()))?;
     }
     Ok(())
 }
@@ -192,14 +188,11 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta, Ap
         let topic = name.to_string();
         let dropped = shard
             .try_call(owner, move |owner_shard| async move {
-                owner_shard
-                    .drop_topic(&topic)
-                    .await
-                    .map_err(|error| error.to_string())
+                Ok::<(), ShardError>(owner_shard.drop_topic(&topic).await?)
             })
             .await;
-        if let Err(message) = dropped {
-            tracing::warn!(topic = name, %message, "deleting partition data failed");
+        if let Err(error) = dropped {
+            tracing::warn!(topic = name, %error, "deleting partition data failed");
         }
     }
     // Committed offsets of the topic go with it (every shard coordinates some groups), so a
@@ -210,17 +203,13 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta, Ap
             .try_call(coordinator, move |owner| async move {
                 let now = crate::storage::Clock::system().now_ms();
                 for (group, keys) in owner.offsets().committed_to(&topic) {
-                    owner
-                        .offsets()
-                        .delete(&group, Some(keys), now)
-                        .await
-                        .map_err(|error| error.to_string())?;
+                    owner.offsets().delete(&group, Some(keys), now).await?;
                 }
-                Ok::<(), String>(())
+                Ok::<(), ShardError>(())
             })
             .await;
-        if let Err(message) = forgotten {
-            tracing::warn!(topic = name, %message, "deleting committed offsets failed");
+        if let Err(error) = forgotten {
+            tracing::warn!(topic = name, %error, "deleting committed offsets failed");
         }
     }
     tracing::info!(topic = name, "deleted topic");

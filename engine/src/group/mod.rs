@@ -22,3 +22,8 @@ pub use coordinator::{
     JoinRequest, MemberDescription, SyncOutcome,
 };
 pub use offsets::{replay, CommittedOffset, GroupOffsets, OffsetStore, OFFSETS_LOG_PREFIX};
+
+/// The shard that coordinates `group` among `shards` shards.
+pub fn coordinator_shard(group: &str, shards: usize) -> usize {
+    (crate::catalog::stable_hash(group.as_bytes()) % shards.max(1) as u64) as usize
+}

@@ -5,9 +5,7 @@
 //! (`io::block_on`). A shard opens the partitions it owns, accepts connections, serves
 //! them, runs retention on a timer, and runs jobs other shards send to its inbox.
 
-pub mod config;
 pub mod connection;
-pub mod shard;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -16,8 +14,8 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, watch};
 
-pub use config::BrokerConfig;
-use shard::{BrokerContext, Job, Shard};
+pub use crate::config::BrokerConfig;
+use crate::shard::{BrokerContext, Job, Shard};
 
 use crate::catalog::{CatalogError, CatalogStore};
 use crate::io::{self, net, Disk};
@@ -36,6 +34,19 @@ pub enum BrokerError {
     Io(#[from] io::IoError),
     #[error("--cores must be at least 1")]
     NoCores,
+    #[error("shard {shard} cannot listen: {source}")]
+    ShardListen {
+        shard: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("shard {shard} cannot open {what}: {source}")]
+    ShardOpen {
+        shard: usize,
+        what: String,
+        #[source]
+        source: crate::storage::StorageError,
+    },
 }
 
 /// A running broker.
@@ -136,7 +147,7 @@ impl Broker {
                         run_shard(id, context, listener, inbox, shutdown, ready.clone()),
                     );
                     if let Err(error) = ran {
-                        let _ = ready.send(Err(error.to_string()));
+                        let _ = ready.send(Err(BrokerError::Io(error)));
                     }
                 })
                 .expect("spawn shard thread");
@@ -148,9 +159,7 @@ impl Broker {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
                     let _ = shutdown.send(true);
-                    return Err(BrokerError::Io(io::IoError::Runtime {
-                        source: std::io::Error::other(error),
-                    }));
+                    return Err(error);
                 }
                 Err(_) => break,
             }
@@ -217,25 +226,27 @@ async fn run_shard(
     listener: std::net::TcpListener,
     mut inbox: mpsc::Receiver<Job>,
     mut shutdown: watch::Receiver<bool>,
-    ready: std::sync::mpsc::Sender<Result<(), String>>,
+    ready: std::sync::mpsc::Sender<Result<(), BrokerError>>,
 ) {
     let backend = context.config.io_backend;
     let shard = Shard::new(id, context.clone(), Disk::new(backend));
     let listener = match net::Listener::from_std(listener, backend) {
         Ok(listener) => listener,
-        Err(error) => {
-            let _ = ready.send(Err(format!("shard {id}: cannot listen: {error}")));
+        Err(source) => {
+            let _ = ready.send(Err(BrokerError::ShardListen { shard: id, source }));
             return;
         }
     };
-    if let Err(error) = shard.open_offsets().await {
-        let _ = ready.send(Err(format!(
-            "shard {id}: cannot open the offsets log: {error}"
-        )));
+    if let Err(source) = shard.open_offsets().await {
+        let _ = ready.send(Err(BrokerError::ShardOpen {
+            shard: id,
+            what: "the offsets log".into(),
+            source,
+        }));
         return;
     }
     if let Err(error) = open_owned_partitions(&shard).await {
-        let _ = ready.send(Err(format!("shard {id}: {error}")));
+        let _ = ready.send(Err(error));
         return;
     }
     let _ = ready.send(Ok(()));
@@ -278,7 +289,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: net::Listener) {
 }
 
 /// Opens (and so recovers) every partition this shard owns.
-async fn open_owned_partitions(shard: &Rc<Shard>) -> Result<(), String> {
+async fn open_owned_partitions(shard: &Rc<Shard>) -> Result<(), BrokerError> {
     let catalog = shard.context.catalog.snapshot();
     for topic in catalog.topics.values() {
         for (partition, owner) in topic.partition_shards.iter().enumerate() {
@@ -286,7 +297,11 @@ async fn open_owned_partitions(shard: &Rc<Shard>) -> Result<(), String> {
                 shard
                     .partition(topic, partition as i32)
                     .await
-                    .map_err(|error| format!("cannot open {}-{partition}: {error}", topic.name))?;
+                    .map_err(|source| BrokerError::ShardOpen {
+                        shard: shard.id,
+                        what: format!("{}-{partition}", topic.name),
+                        source,
+                    })?;
             }
         }
     }

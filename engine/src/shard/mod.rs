@@ -1,4 +1,6 @@
 //! `Shard`: one pinned thread with its own runtime, the partitions it owns, and an inbox.
+//! Layers: `server` (connections) and `api` (handlers) call into shards; a shard calls into
+//! `partition`, `catalog`, `group` and `storage`, never back up.
 //!
 //! Shards share nothing mutable. Work for a partition runs on its owner shard: a connection's
 //! shard calls [`Shard::call`], which runs a closure on the owner (sent through the owner's
@@ -14,12 +16,12 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::config::BrokerConfig;
 use crate::catalog::{Catalog, CatalogError, CatalogStore, TopicMeta};
+use crate::config::BrokerConfig;
 use crate::io::Disk;
-use crate::producer_state::ProducerStates;
+use crate::partition::LocalPartition;
 use crate::storage::{Clock, PartitionLog, StorageError};
-use crate::topic_config::{topic_settings, TopicSettings};
+use crate::topic_config::topic_settings;
 
 /// A unit of work sent to a shard: built on the sender, run on the receiving shard.
 pub type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -36,44 +38,31 @@ pub struct BrokerContext {
     pub replayed_offsets: Arc<crate::group::GroupOffsets>,
 }
 
-/// A partition log this shard owns, with its topic settings and idempotent producers.
-pub struct LocalPartition {
-    pub log: PartitionLog,
-    pub settings: RefCell<TopicSettings>,
-    pub topic_id: uuid::Uuid,
-    /// Loaded from the log's tail on the first idempotent batch after opening.
-    pub producers: RefCell<Option<ProducerStates>>,
-}
-
-/// Bytes at the end of a log read back to rebuild producer state after opening.
-const PRODUCER_STATE_REBUILD_BYTES: u64 = 1024 * 1024;
-
-impl LocalPartition {
-    /// The producer state, rebuilt from the log tail if this is its first use.
-    pub async fn producers(&self) -> Result<std::cell::RefMut<'_, ProducerStates>, StorageError> {
-        if self.producers.borrow().is_none() {
-            let mut states = ProducerStates::new();
-            for header in self.log.tail_headers(PRODUCER_STATE_REBUILD_BYTES).await? {
-                states.record(&header, header.base_offset);
-            }
-            let mut slot = self.producers.borrow_mut();
-            if slot.is_none() {
-                *slot = Some(states);
-            }
-        }
-        Ok(std::cell::RefMut::map(
-            self.producers.borrow_mut(),
-            |slot| slot.as_mut().expect("loaded above"),
-        ))
-    }
-}
-
 /// See [`Shard::append_gates`].
 pub type AppendGate = Arc<tokio::sync::Mutex<()>>;
 
 #[derive(Debug, thiserror::Error)]
 #[error("shard {0} is gone (the broker is shutting down)")]
 pub struct ShardGone(pub usize);
+
+/// Why work sent to a shard failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error(transparent)]
+    Gone(#[from] ShardGone),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl ShardError {
+    /// The Kafka error code a client sees (retriable where a retry can succeed).
+    pub fn error_code(&self) -> protocol::ErrorCode {
+        match self {
+            ShardError::Gone(_) => protocol::ErrorCode::NotLeaderOrFollower,
+            ShardError::Storage(error) => error.error_code(),
+        }
+    }
+}
 
 pub struct Shard {
     pub id: usize,
@@ -133,14 +122,12 @@ impl Shard {
             ..self.context.config.log_defaults.clone()
         };
         let log = PartitionLog::open(self.disk.clone(), dir, config, Clock::system()).await?;
-        let shards = self.shard_count() as u64;
+        let shards = self.shard_count();
         let mine = self
             .context
             .replayed_offsets
             .iter()
-            .filter(|(group, _)| {
-                crate::api::stable_hash(group.as_bytes()) % shards == self.id as u64
-            })
+            .filter(|(group, _)| crate::group::coordinator_shard(group, shards) == self.id)
             .map(|(group, offsets)| (group.clone(), offsets.clone()))
             .collect();
         let _ = self.offsets.set(crate::group::OffsetStore::new(log, mine));
@@ -177,15 +164,14 @@ impl Shard {
     }
 
     /// `call` for work that can fail: the shard being gone is one more failure.
-    pub async fn try_call<T, F, Fut>(&self, target: usize, work: F) -> Result<T, String>
+    pub async fn try_call<T, E, F, Fut>(&self, target: usize, work: F) -> Result<T, E>
     where
         T: Send + 'static,
+        E: From<ShardGone> + Send + 'static,
         F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, String>> + 'static,
+        Fut: Future<Output = Result<T, E>> + 'static,
     {
-        self.call(target, work)
-            .await
-            .map_err(|gone| gone.to_string())?
+        self.call(target, work).await?
     }
 
     /// The local log of a partition this shard owns, opened (and recovered) on first use.
@@ -205,20 +191,16 @@ impl Shard {
         let settings = topic_settings(&self.context.config.log_defaults, &topic.configs)
             .map_err(StorageError::InvalidConfig)?;
         let dir = partition_dir(&self.context.config, &topic.name, partition);
-        let log = PartitionLog::open(
-            self.disk.clone(),
-            dir,
-            settings.log.clone(),
-            Clock::system(),
-        )
-        .await?;
-        log.set_data_notify(self.data_arrived.clone());
-        let local = Rc::new(LocalPartition {
-            log,
-            settings: RefCell::new(settings),
-            topic_id: topic.id,
-            producers: RefCell::new(None),
-        });
+        let local = Rc::new(
+            LocalPartition::open(
+                self.disk.clone(),
+                dir,
+                settings,
+                topic.id,
+                self.data_arrived.clone(),
+            )
+            .await?,
+        );
         self.partitions.borrow_mut().insert(key, local.clone());
         Ok(local)
     }
@@ -304,15 +286,13 @@ impl Shard {
     }
 
     /// Applies a topic's changed configs to its open local partitions.
-    pub fn apply_topic_configs(&self, topic: &TopicMeta) -> Result<(), String> {
-        let settings = topic_settings(&self.context.config.log_defaults, &topic.configs)?;
+    pub fn apply_topic_configs(&self, topic: &TopicMeta) -> Result<(), StorageError> {
+        let settings = topic_settings(&self.context.config.log_defaults, &topic.configs)
+            .map_err(StorageError::InvalidConfig)?;
         let partitions = self.partitions.borrow();
         for ((name, _), local) in partitions.iter() {
             if name == &topic.name && local.topic_id == topic.id {
-                local
-                    .log
-                    .set_config(settings.log.clone())
-                    .map_err(|error| error.to_string())?;
+                local.log.set_config(settings.log.clone())?;
                 *local.settings.borrow_mut() = settings.clone();
             }
         }
