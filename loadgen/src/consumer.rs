@@ -204,9 +204,11 @@ impl Consumer {
             self.stats
                 .consumed
                 .fetch_add(stamps.len() as u64, Ordering::Relaxed);
-            self.stats
-                .consumed_measured
-                .fetch_add(latencies.len() as u64, Ordering::Relaxed);
+            if self.stats.measured(received_us) {
+                self.stats
+                    .consumed_measured
+                    .fetch_add(stamps.len() as u64, Ordering::Relaxed);
+            }
             let mut latency = self.stats.end_to_end.lock().expect("latency lock");
             for micros in latencies {
                 latency.record(micros);

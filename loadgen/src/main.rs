@@ -115,6 +115,14 @@ struct WorkloadArgs {
     /// Unanswered requests per producer connection.
     #[arg(long, default_value_t = 5)]
     in_flight: usize,
+    /// Most bytes of one Produce request (max.request.size); one batch per partition per
+    /// request.
+    #[arg(long, default_value = "1m", value_parser = parse_bytes)]
+    max_request_bytes: usize,
+    /// Bytes of records each producer holds generated and not yet acknowledged
+    /// (buffer.memory); past it the schedule runs on and records wait.
+    #[arg(long, default_value = "32m", value_parser = parse_bytes)]
+    buffer_bytes: usize,
     /// none, gzip, lz4 or zstd (sweep: a comma-separated list).
     #[arg(long, default_value = "none", value_delimiter = ',')]
     compression: Vec<String>,
@@ -157,6 +165,19 @@ impl WorkloadArgs {
         if self.producers == 0 || self.partitions <= 0 {
             return Err("at least one producer and one partition".into());
         }
+        let batch_bytes = parse_bytes(single("batch-bytes", &self.batch_bytes)?)?;
+        if batch_bytes > self.max_request_bytes {
+            return Err(format!(
+                "--batch-bytes {batch_bytes} exceeds --max-request-bytes {}: a batch must fit in a request",
+                self.max_request_bytes
+            ));
+        }
+        if self.buffer_bytes < batch_bytes {
+            return Err(format!(
+                "--buffer-bytes {} is smaller than one batch ({batch_bytes})",
+                self.buffer_bytes
+            ));
+        }
         if self.message_bytes < loadgen::payload::STAMP_BYTES {
             return Err(format!(
                 "--message-bytes {}: records carry a {}-byte stamp",
@@ -173,9 +194,11 @@ impl WorkloadArgs {
             rate: self.rate,
             duration: self.duration,
             warmup: self.warmup,
-            batch_bytes: parse_bytes(single("batch-bytes", &self.batch_bytes)?)?,
+            batch_bytes,
             linger: Duration::from_millis(self.linger_ms),
             in_flight: self.in_flight.max(1),
+            max_request_bytes: self.max_request_bytes,
+            buffer_bytes: self.buffer_bytes,
             compression: parse_compression(single("compression", &self.compression)?)?,
             acks: parse_acks(single("acks", &self.acks)?)?,
             keys: Keys::parse(&self.keys)?,

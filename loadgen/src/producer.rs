@@ -2,6 +2,7 @@
 //! in flight, records generated on a fixed-rate schedule (or as fast as acknowledgements
 //! allow with rate 0).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,10 @@ struct Sealed {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ProducerTotals {
     pub records: u64,
+    /// Records whose intended send time fell in the measured window (the offered load).
+    pub offered_measured: u64,
+    /// When its last acknowledgement arrived (microseconds since the epoch).
+    pub finished_us: i64,
     pub batches: u64,
     pub requests: u64,
 }
@@ -50,8 +55,36 @@ pub struct Producer {
     sequences: Vec<u64>,
     sticky: i32,
     generated: u64,
+    /// Bytes of records generated and not yet acknowledged (`buffer_bytes` bounds it).
+    buffered: Arc<std::sync::atomic::AtomicU64>,
     random: u64,
     totals: ProducerTotals,
+}
+
+/// The next request from the queue of sealed batches: batches in queue order, at most one
+/// per partition (a later batch of a partition never overtakes an earlier one), at most
+/// `max_bytes` together (a single larger batch goes alone).
+fn take_request(queue: &mut VecDeque<Sealed>, max_bytes: usize) -> Option<Vec<Sealed>> {
+    let mut taken = Vec::new();
+    let mut bytes = 0;
+    let mut seen: Vec<i32> = Vec::new();
+    let mut at = 0;
+    while at < queue.len() {
+        let partition = queue[at].partition;
+        let len = queue[at].bytes.len();
+        if seen.contains(&partition) {
+            at += 1;
+            continue;
+        }
+        seen.push(partition);
+        if !taken.is_empty() && bytes + len > max_bytes {
+            at += 1;
+            continue;
+        }
+        bytes += len;
+        taken.push(queue.remove(at).expect("index in range"));
+    }
+    (!taken.is_empty()).then_some(taken)
 }
 
 impl Producer {
@@ -83,6 +116,7 @@ impl Producer {
             sequences: vec![0; partitions],
             sticky: (id as i32) % workload.partitions,
             generated: 0,
+            buffered: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             random: 0x9E37_79B9_7F4A_7C15 ^ u64::from(id),
             totals: ProducerTotals::default(),
             workload,
@@ -90,49 +124,80 @@ impl Producer {
     }
 
     /// Runs until `stop_us` (intended send times), then waits for every acknowledgement.
+    ///
+    /// Records are generated on the schedule while the producer's buffer has room
+    /// (`buffer_bytes` of records generated and not yet acknowledged); past it they wait,
+    /// still due at their intended time, as `send()` blocks in the Java client. Sealed
+    /// batches queue in order and go out in requests of at most `max_request_bytes` with at
+    /// most one batch per partition, as fast as in-flight slots free up.
     pub async fn run(mut self, start_us: i64, stop_us: i64) -> ProducerTotals {
         let rate = self.workload.rate as f64 / self.workload.producers as f64;
         let linger_us = self.workload.linger.as_micros() as i64;
+        let record_bytes = self.workload.message_bytes as u64;
+        let buffer_bytes = self.workload.buffer_bytes as u64;
         let mut acks = tokio::task::JoinSet::new();
+        let mut queue: VecDeque<Sealed> = VecDeque::new();
         loop {
             if self.stats.failed.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
             }
             let now = now_us();
-            let mut ready = Vec::new();
+            let has_room = |producer: &Producer| {
+                producer.buffered.load(std::sync::atomic::Ordering::Relaxed) + record_bytes
+                    <= buffer_bytes
+            };
             if rate > 0.0 {
                 let horizon = now.min(stop_us);
                 let due = (((horizon - start_us).max(0) as f64) * rate / 1e6) as u64;
-                while self.generated < due {
+                while self.generated < due && has_room(&self) {
                     let intended = start_us + (self.generated as f64 * 1e6 / rate) as i64;
-                    self.add_record(intended, &mut ready);
+                    self.add_record(intended, &mut queue);
                 }
                 // Batches whose first record has waited `linger` go now.
                 for partition in 0..self.accumulators.len() {
                     let first = self.accumulators[partition].intended_us.first().copied();
                     if first.is_some_and(|first| now - first >= linger_us || now >= stop_us) {
-                        ready.push(self.seal(partition as i32));
+                        let sealed = self.seal(partition as i32);
+                        queue.push_back(sealed);
                     }
                 }
             } else {
                 if now >= stop_us {
                     break;
                 }
-                // Max rate: a full batch for every partition (one request carries them all,
-                // as a client's accumulator does under load), as fast as slots free up.
-                let round = self.layout.max_records() * self.accumulators.len();
-                for _ in 0..round {
-                    self.add_record(now, &mut ready);
+                // Max rate: a full batch for every partition, as fast as the buffer and the
+                // in-flight slots allow.
+                if queue.is_empty() {
+                    let round = self.layout.max_records() * self.accumulators.len();
+                    for _ in 0..round {
+                        if !has_room(&self) {
+                            break;
+                        }
+                        self.add_record(now, &mut queue);
+                    }
+                    for partition in 0..self.accumulators.len() {
+                        if !self.accumulators[partition].intended_us.is_empty() {
+                            let sealed = self.seal(partition as i32);
+                            queue.push_back(sealed);
+                        }
+                    }
                 }
             }
-            if !ready.is_empty() {
-                if let Err(message) = self.send(ready, &mut acks).await {
+            while let Some(request) = take_request(&mut queue, self.workload.max_request_bytes) {
+                if let Err(message) = self.send(request, &mut acks).await {
                     self.stats.error(message);
                     break;
                 }
+                // Reap finished acknowledgements so the set stays small.
+                while acks.try_join_next().is_some() {}
             }
             if rate > 0.0 {
-                if now >= stop_us && self.accumulators.iter().all(|a| a.intended_us.is_empty()) {
+                let all_generated = self.generated >= self.scheduled_until(stop_us, start_us, rate);
+                if now >= stop_us
+                    && all_generated
+                    && queue.is_empty()
+                    && self.accumulators.iter().all(|a| a.intended_us.is_empty())
+                {
                     break;
                 }
                 let next_record = start_us + ((self.generated + 1) as f64 * 1e6 / rate) as i64;
@@ -143,17 +208,30 @@ impl Producer {
                     .map(|first| first + linger_us)
                     .min()
                     .unwrap_or(i64::MAX);
-                let wake = next_record.min(next_linger).min(stop_us);
+                let wake = next_record.min(next_linger).min(stop_us.max(now + 1000));
                 let wait = (wake - now_us()).max(0) as u64;
                 if wait > 0 {
                     tokio::time::sleep(Duration::from_micros(wait)).await;
+                } else if !has_room(&self) {
+                    // The buffer is full: wait for acknowledgements to free it.
+                    match acks.join_next().await {
+                        Some(_) => {}
+                        None => tokio::time::sleep(Duration::from_millis(1)).await,
+                    }
                 }
+            } else if !has_room(&self) && acks.join_next().await.is_none() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            // Reap finished acknowledgements so the set stays small.
             while acks.try_join_next().is_some() {}
         }
         while acks.join_next().await.is_some() {}
+        self.totals.finished_us = now_us();
         self.totals
+    }
+
+    /// Records of this producer's schedule intended before `stop_us` (as `due` counts them).
+    fn scheduled_until(&self, stop_us: i64, start_us: i64, rate: f64) -> u64 {
+        (((stop_us - start_us).max(0) as f64) * rate / 1e6) as u64
     }
 
     fn next_random(&mut self) -> u64 {
@@ -180,9 +258,16 @@ impl Producer {
         }
     }
 
-    fn add_record(&mut self, intended_us: i64, ready: &mut Vec<Sealed>) {
+    fn add_record(&mut self, intended_us: i64, ready: &mut VecDeque<Sealed>) {
         let n = self.generated;
         self.generated += 1;
+        if self.stats.measured(intended_us) {
+            self.totals.offered_measured += 1;
+        }
+        self.buffered.fetch_add(
+            self.workload.message_bytes as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let key = self.key_for(n);
         let partition = match key {
             Some(key) => {
@@ -198,7 +283,8 @@ impl Producer {
             accumulator.keys.push(key);
         }
         if accumulator.intended_us.len() == self.layout.max_records() {
-            ready.push(self.seal(partition));
+            let sealed = self.seal(partition);
+            ready.push_back(sealed);
         }
     }
 
@@ -228,6 +314,22 @@ impl Producer {
         }
         self.totals.batches += 1;
         self.totals.records += count as u64;
+        let compression = self.workload.compression;
+        if compression != Compression::None {
+            // Compressed when sealed, so a request's size is known before it is formed.
+            let compressed = validate_batch(&bytes, MAX_BATCH_BYTES)
+                .map_err(|error| error.to_string())
+                .and_then(|header| {
+                    protocol::codec::compress(&bytes, &header, compression)
+                        .map_err(|error| error.to_string())
+                });
+            match compressed {
+                Ok(compressed) => bytes = compressed,
+                Err(message) => self
+                    .stats
+                    .error(format!("cannot compress a batch: {message}")),
+            }
+        }
         Sealed {
             partition,
             bytes,
@@ -235,35 +337,17 @@ impl Producer {
         }
     }
 
-    /// Sends the batches in one Produce request (batches of one partition concatenated);
-    /// its acknowledgement is handled by a task of its own.
+    /// Sends one request's batches (at most one per partition); its acknowledgement is
+    /// handled by a task of its own, which also frees the records' share of the buffer.
     async fn send(
         &mut self,
-        ready: Vec<Sealed>,
+        request: Vec<Sealed>,
         acks: &mut tokio::task::JoinSet<()>,
     ) -> Result<(), String> {
-        let compression = self.workload.compression;
-        let mut by_partition: Vec<(i32, Vec<u8>, Vec<Vec<i64>>)> = Vec::new();
-        for sealed in ready {
-            let bytes = if compression == Compression::None {
-                sealed.bytes
-            } else {
-                let header = validate_batch(&sealed.bytes, MAX_BATCH_BYTES)
-                    .map_err(|error| format!("built an invalid batch: {error}"))?;
-                protocol::codec::compress(&sealed.bytes, &header, compression)
-                    .map_err(|error| format!("cannot compress: {error}"))?
-            };
-            match by_partition
-                .iter_mut()
-                .find(|(p, _, _)| *p == sealed.partition)
-            {
-                Some((_, records, intended)) => {
-                    records.extend_from_slice(&bytes);
-                    intended.push(sealed.intended_us);
-                }
-                None => by_partition.push((sealed.partition, bytes, vec![sealed.intended_us])),
-            }
-        }
+        let by_partition: Vec<(i32, Vec<u8>, Vec<Vec<i64>>)> = request
+            .into_iter()
+            .map(|sealed| (sealed.partition, sealed.bytes, vec![sealed.intended_us]))
+            .collect();
         let records: u64 = by_partition
             .iter()
             .flat_map(|(_, _, intended)| intended.iter().map(|i| i.len() as u64))
@@ -287,12 +371,20 @@ impl Producer {
                 )))
                 .with_partition_data(data)]);
         let expect_response = self.workload.acks != 0;
+        let written_before = self.pipeline.bytes_written();
         let answer = self
             .pipeline
             .send(&request, self.produce_version, expect_response)
             .await
             .map_err(|error| error.to_string())?;
+        self.stats
+            .wire_bytes(self.pipeline.bytes_written() - written_before, now_us());
         self.totals.requests += 1;
+        let buffered = self.buffered.clone();
+        let record_bytes = self.workload.message_bytes as u64;
+        let release = move || {
+            buffered.fetch_sub(records * record_bytes, std::sync::atomic::Ordering::Relaxed)
+        };
         self.stats
             .sent
             .fetch_add(records, std::sync::atomic::Ordering::Relaxed);
@@ -306,10 +398,13 @@ impl Producer {
                         stats.acknowledged(partition, producer, batch.len() as u64, &batch, None);
                     }
                 }
+                release();
             }
             Some(answer) => {
                 acks.spawn(async move {
-                    let response: ProduceResponse = match answer.decode(version).await {
+                    let decoded = answer.decode::<ProduceResponse>(version).await;
+                    release();
+                    let response = match decoded {
                         Ok(response) => response,
                         Err(message) => return stats.error(message),
                     };

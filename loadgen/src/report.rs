@@ -27,10 +27,11 @@ pub fn run_svg(result: &RunResult, path: &Path) -> Result<(), String> {
     let t_max = series.last().map_or(1.0, |s| s.t).max(1.0);
 
     // Throughput over time.
+    let offered = result.produced.offered_per_s;
     let rate_max = series
         .iter()
         .map(|s| s.produced_per_s.max(s.consumed_per_s))
-        .fold(1.0, f64::max)
+        .fold(offered.unwrap_or(1.0), f64::max)
         * 1.1;
     let mut chart = ChartBuilder::on(&areas[0])
         .caption("records per second", ("sans-serif", 15))
@@ -52,6 +53,16 @@ pub fn run_svg(result: &RunResult, path: &Path) -> Result<(), String> {
         .map_err(plot_error)?
         .label("produced (acknowledged)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    if let Some(offered) = offered {
+        chart
+            .draw_series(LineSeries::new(
+                [(0.0, offered), (t_max, offered)],
+                RED.stroke_width(1),
+            ))
+            .map_err(plot_error)?
+            .label("offered")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    }
     chart
         .draw_series(LineSeries::new(
             series.iter().map(|s| (s.t, s.consumed_per_s)),

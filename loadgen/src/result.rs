@@ -11,6 +11,19 @@ pub const QUANTILES: &[f64] = &[
     0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99999, 1.0,
 ];
 
+/// 1234567.8 as "1,234,568".
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (at, digit) in digits.chars().enumerate() {
+        if at > 0 && (digits.len() - at) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Second {
     /// Seconds since the schedule started.
@@ -23,6 +36,8 @@ pub struct Second {
     pub end_to_end_p99_ms: f64,
     /// Acknowledged but not yet consumed.
     pub lag: u64,
+    /// Scheduled (sent, at max rate) but not yet acknowledged.
+    pub backlog: u64,
 }
 
 fn ms(value: f64) -> String {
@@ -37,7 +52,7 @@ impl Second {
     /// The live line, like Kafka's perf-test tools print.
     pub fn line(&self, warming_up: bool) -> String {
         format!(
-            "{:>5.0}s {:>11.0} rec/s {:>8.1} MB/s  produce p50 {:>7} ms p99 {:>7} ms  e2e p99 {:>7} ms  consumed {:>11.0} rec/s  lag {:>9}{}",
+            "{:>5.0}s {:>11.0} rec/s acked {:>8.1} MB/s  produce p50 {:>7} ms p99 {:>7} ms  e2e p99 {:>7} ms  consumed {:>11.0} rec/s  backlog {:>9}  lag {:>9}{}",
             self.t,
             self.produced_per_s,
             self.produced_mb_per_s,
@@ -45,6 +60,7 @@ impl Second {
             ms(self.produce_p99_ms),
             ms(self.end_to_end_p99_ms),
             self.consumed_per_s,
+            self.backlog,
             self.lag,
             if warming_up { "  (warm-up)" } else { "" }
         )
@@ -53,12 +69,27 @@ impl Second {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Throughput {
-    /// Records in the measured window.
+    /// Records acknowledged (producers) or received (consumers) while the measured window
+    /// ran, by the time they were acknowledged or received.
     pub records: u64,
+    /// `records` per second of the window: what was achieved.
     pub records_per_s: f64,
+    /// Payload: records x message bytes, per second.
     pub mb_per_s: f64,
     /// Producers only: records per batch sent.
     pub records_per_batch: f64,
+    /// Producers on a fixed-rate schedule: records per second whose intended send time fell
+    /// in the window (none in a max-rate run, whose load follows the acknowledgements).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offered_per_s: Option<f64>,
+    /// Producers: records scheduled before the window ended and not acknowledged by then.
+    pub backlog_at_end: u64,
+    /// Producers: bytes of Produce requests written during the window (compressed records,
+    /// headers and framing), per second.
+    pub wire_mb_per_s: f64,
+    /// Producers: records acknowledged after the window ended, and how long that took.
+    pub drained_records: u64,
+    pub drain_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -306,6 +337,18 @@ impl RunResult {
                 ),
             );
         }
+        if let Some(offered) = self.produced.offered_per_s {
+            if self.produced.records_per_s < offered * 0.99 {
+                return (
+                    false,
+                    format!(
+                        "FAIL: offered {} msg/s, achieved {} msg/s",
+                        thousands(offered),
+                        thousands(self.produced.records_per_s)
+                    ),
+                );
+            }
+        }
         let target = self.workload.target_rate as f64;
         let rate_ok = self.produced.records_per_s >= target * 0.99;
         let p99 = self.produce_latency.as_ref().map(|l| l.p99_ms);
@@ -337,13 +380,25 @@ impl RunResult {
                 ""
             }
         ));
+        let offered = self
+            .produced
+            .offered_per_s
+            .map_or("max rate (closed loop)".to_string(), |offered| {
+                format!("offered {} rec/s", thousands(offered))
+            });
         out.push_str(&format!(
-            "produced   {:.0} rec/s, {:.1} MB/s over {:.0} s ({} records, {:.0} per batch)\n",
+            "produced   {:.0} rec/s acknowledged ({offered}), {:.1} MB/s payload, {:.1} MB/s on the wire over {:.0} s ({} records, {:.0} per batch); backlog at the end {}\n",
             self.produced.records_per_s,
             self.produced.mb_per_s,
+            self.produced.wire_mb_per_s,
             w.duration.as_secs_f64(),
             self.produced.records,
-            self.produced.records_per_batch
+            self.produced.records_per_batch,
+            self.produced.backlog_at_end
+        ));
+        out.push_str(&format!(
+            "drain      {} records acknowledged after the window, in {:.3} s\n",
+            self.produced.drained_records, self.produced.drain_s
         ));
         out.push_str(&format!(
             "consumed   {:.0} rec/s, {:.1} MB/s\n",

@@ -271,6 +271,13 @@ pub async fn run(
             produce_p99_ms: p99,
             end_to_end_p99_ms: e2e_p99,
             lag: acked.saturating_sub(consumed),
+            backlog: if workload.rate > 0 {
+                let scheduled = ((now.min(stop_us) - start_us).max(0) as f64 * workload.rate as f64
+                    / 1e6) as u64;
+                scheduled.saturating_sub(acked)
+            } else {
+                stats.sent.load(Ordering::Relaxed).saturating_sub(acked)
+            },
         };
         if !quiet {
             println!("{}", second.line(now < measure_from));
@@ -289,6 +296,13 @@ pub async fn run(
                 .map_err(|error| format!("producer task: {error}"))?,
         );
     }
+    // Producers end once everything they sent is answered: what came after the window is
+    // the drain.
+    let drained_at_us = totals
+        .iter()
+        .map(|t| t.finished_us)
+        .max()
+        .unwrap_or(stop_us);
     let cpu_until = cpu_until.unwrap_or_else(|| (broker.cpu(), loadgen_cpu(), now_us()));
     let storage_until = storage_until.or_else(storage_totals);
 
@@ -347,14 +361,13 @@ pub async fn run(
     let _ = missing_detail;
     let produce = stats.produce.lock().expect("latency lock");
     let end_to_end = stats.end_to_end.lock().expect("latency lock");
-    let acked_measured = stats.acked_measured.load(Ordering::Relaxed);
     let consumed_measured = stats.consumed_measured.load(Ordering::Relaxed);
     let cpu = match cpu_from {
         Some((broker_from, loadgen_from, from_us)) => {
             let seconds = (cpu_until.2 - from_us) as f64 / 1e6;
             let broker_s = broker_from.zip(cpu_until.0).map(|(a, b)| b - a);
             let loadgen_s = loadgen_from.zip(cpu_until.1).map(|(a, b)| b - a);
-            let acked_in_window = acked_measured as f64 * (seconds / measured_seconds).min(1.0);
+            let acked_in_window = stats.acked_in_window.load(Ordering::Relaxed) as f64;
             Cpu {
                 window_s: seconds,
                 broker_s,
@@ -367,6 +380,9 @@ pub async fn run(
         None => Cpu::default(),
     };
     let records_total: u64 = totals.iter().map(|t| t.records).sum();
+    let offered: u64 = totals.iter().map(|t| t.offered_measured).sum();
+    let acked_in_window = stats.acked_in_window.load(Ordering::Relaxed);
+    let acked_by_end = stats.acked_by_window_end.load(Ordering::Relaxed);
     let batches_total: u64 = totals.iter().map(|t| t.batches).sum();
     let storage = match (storage_from, storage_until, cpu_from) {
         (Some(from), Some(until), Some((_, _, from_us))) => {
@@ -381,12 +397,22 @@ pub async fn run(
     let mut result = RunResult::new(
         (*workload).clone(),
         Throughput {
-            records: acked_measured,
-            records_per_s: acked_measured as f64 / measured_seconds,
-            mb_per_s: acked_measured as f64 * workload.message_bytes as f64
+            records: acked_in_window,
+            records_per_s: acked_in_window as f64 / measured_seconds,
+            mb_per_s: acked_in_window as f64 * workload.message_bytes as f64
                 / measured_seconds
                 / 1e6,
             records_per_batch: records_total as f64 / batches_total.max(1) as f64,
+            offered_per_s: (workload.rate > 0).then(|| offered as f64 / measured_seconds),
+            backlog_at_end: records_total.saturating_sub(acked_by_end),
+            wire_mb_per_s: stats.wire_bytes_in_window.load(Ordering::Relaxed) as f64
+                / measured_seconds
+                / 1e6,
+            drained_records: stats
+                .acked
+                .load(Ordering::Relaxed)
+                .saturating_sub(acked_by_end),
+            drain_s: (drained_at_us - stop_us).max(0) as f64 / 1e6,
         },
         Throughput {
             records: consumed_measured,
@@ -394,7 +420,7 @@ pub async fn run(
             mb_per_s: consumed_measured as f64 * workload.message_bytes as f64
                 / measured_seconds
                 / 1e6,
-            records_per_batch: 0.0,
+            ..Throughput::default()
         },
         (workload.acks != 0).then(|| Latencies::from(&produce.total)),
         (workload.consumers > 0).then(|| Latencies::from(&end_to_end.total)),

@@ -118,10 +118,17 @@ pub struct Stats {
     pub measure_until_us: i64,
     /// Records handed to the connection, all of them.
     pub sent: AtomicU64,
-    /// Records acknowledged, all of them, and those in the measured window.
+    /// Records acknowledged, all of them.
     pub acked: AtomicU64,
-    pub acked_measured: AtomicU64,
+    /// Records acknowledged while the measured window ran (by acknowledgement time; with
+    /// acks=0, by send time): what throughput is.
+    pub acked_in_window: AtomicU64,
+    /// Records acknowledged before the window ended (any intended time).
+    pub acked_by_window_end: AtomicU64,
+    /// Bytes of Produce requests written while the window ran.
+    pub wire_bytes_in_window: AtomicU64,
     pub consumed: AtomicU64,
+    /// Records received while the measured window ran.
     pub consumed_measured: AtomicU64,
     pub produce: Mutex<Latency>,
     pub end_to_end: Mutex<Latency>,
@@ -139,7 +146,9 @@ impl Stats {
             measure_until_us,
             sent: AtomicU64::new(0),
             acked: AtomicU64::new(0),
-            acked_measured: AtomicU64::new(0),
+            acked_in_window: AtomicU64::new(0),
+            acked_by_window_end: AtomicU64::new(0),
+            wire_bytes_in_window: AtomicU64::new(0),
             consumed: AtomicU64::new(0),
             consumed_measured: AtomicU64::new(0),
             produce: Mutex::new(Latency::new()),
@@ -153,6 +162,14 @@ impl Stats {
 
     pub fn measured(&self, intended_us: i64) -> bool {
         intended_us >= self.measure_from_us && intended_us < self.measure_until_us
+    }
+
+    /// Bytes of a request written at `at_us`.
+    pub fn wire_bytes(&self, bytes: u64, at_us: i64) {
+        if self.measured(at_us) {
+            self.wire_bytes_in_window
+                .fetch_add(bytes, Ordering::Relaxed);
+        }
     }
 
     /// Records an error; the run fails. Only the first 100 are kept.
@@ -182,7 +199,13 @@ impl Stats {
             .entry((partition, producer))
             .or_insert(0) += count;
         let measured = intended_us.iter().filter(|t| self.measured(**t)).count() as u64;
-        self.acked_measured.fetch_add(measured, Ordering::Relaxed);
+        let at = ack_us.unwrap_or_else(now_us);
+        if self.measured(at) {
+            self.acked_in_window.fetch_add(count, Ordering::Relaxed);
+        }
+        if at < self.measure_until_us {
+            self.acked_by_window_end.fetch_add(count, Ordering::Relaxed);
+        }
         if let Some(ack_us) = ack_us {
             if measured > 0 {
                 let mut latency = self.produce.lock().expect("latency lock");

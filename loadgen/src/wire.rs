@@ -53,6 +53,8 @@ pub struct Pipeline {
     writer: Mutex<(OwnedWriteHalf, i32)>,
     pending: Arc<std::sync::Mutex<Queue>>,
     permits: Arc<Semaphore>,
+    /// Bytes of request frames written so far.
+    written: std::sync::atomic::AtomicU64,
 }
 
 impl Pipeline {
@@ -77,7 +79,14 @@ impl Pipeline {
             writer: Mutex::new((writer, 0)),
             pending,
             permits: Arc::new(Semaphore::new(in_flight.max(1))),
+            written: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Bytes of request frames written on this connection so far (what went over the
+    /// socket, compressed records included).
+    pub fn bytes_written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends a request; the returned future resolves to the response body (after its
@@ -134,6 +143,8 @@ impl Pipeline {
                 address: self.address.clone(),
                 source,
             })?;
+        self.written
+            .fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
         drop(writer);
         Ok(receiver.map(|receiver| ResponseFuture {
             receiver,

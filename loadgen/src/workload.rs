@@ -161,6 +161,13 @@ pub struct Workload {
     #[serde(with = "seconds")]
     pub linger: Duration,
     pub in_flight: usize,
+    /// Most bytes of one Produce request (the Java client's `max.request.size`); a request
+    /// carries at most one batch per partition.
+    pub max_request_bytes: usize,
+    /// Bytes of records generated and not yet acknowledged, per producer (the Java client's
+    /// `buffer.memory`); past it records wait, and their latency still counts from their
+    /// intended send time.
+    pub buffer_bytes: usize,
     #[serde(serialize_with = "codec_name")]
     pub compression: Compression,
     pub acks: i16,
@@ -204,6 +211,8 @@ impl Workload {
             batch_bytes: 64 * 1024,
             linger: Duration::from_millis(1),
             in_flight: 5,
+            max_request_bytes: 1024 * 1024,
+            buffer_bytes: 32 * 1024 * 1024,
             compression: Compression::None,
             acks: -1,
             keys: Keys::None,
