@@ -309,15 +309,28 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// One run against a target (embedded when it has no address).
+/// Why loadgen ends without a verdict: bad settings (exit status 2), or a run that could
+/// not go on because the broker refused or dropped it (exit status 1).
+enum Failure {
+    Settings(String),
+    Run(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Settings(message)
+    }
+}
+
 fn run_one(
     target: &Target,
     workload: Workload,
     name: &str,
     quiet: bool,
-) -> Result<RunResult, String> {
+) -> Result<RunResult, Failure> {
     let embedded = match &target.bootstrap {
         Some(_) => None,
-        None => Some(Embedded::start(target)?),
+        None => Some(Embedded::start(target).map_err(Failure::Run)?),
     };
     let address = match (&target.bootstrap, &embedded) {
         (Some(address), _) => address.clone(),
@@ -332,7 +345,9 @@ fn run_one(
     if !quiet {
         println!("{name}: {} against {address}", workload.label());
     }
-    let mut result = runtime()?.block_on(run(&address, workload, process, quiet))?;
+    let mut result = runtime()?
+        .block_on(run(&address, workload, process, quiet))
+        .map_err(Failure::Run)?;
     if let (true, Some(embedded), Some(storage)) =
         (target.disk_probe, &embedded, result.storage.as_mut())
     {
@@ -370,7 +385,7 @@ fn timestamp() -> String {
         .replace(':', "")
 }
 
-fn finish_run(result: &RunResult, output: &Output, default: String) -> Result<bool, String> {
+fn finish_run(result: &RunResult, output: &Output, default: String) -> Result<bool, Failure> {
     let stem = file_stem(output, default)?;
     let json = stem.with_extension("json");
     let svg = stem.with_extension("svg");
@@ -406,16 +421,19 @@ fn main() {
             target,
             workload,
             output,
-        }) => workload.workload().and_then(|workload| {
-            let name = if target.bootstrap.is_some() {
-                "broker"
-            } else {
-                "ringlog"
-            };
-            let default = format!("run-{}", timestamp());
-            run_one(&target, workload, name, output.quiet)
-                .and_then(|result| finish_run(&result, &output, default))
-        }),
+        }) => workload
+            .workload()
+            .map_err(Failure::from)
+            .and_then(|workload| {
+                let name = if target.bootstrap.is_some() {
+                    "broker"
+                } else {
+                    "ringlog"
+                };
+                let default = format!("run-{}", timestamp());
+                run_one(&target, workload, name, output.quiet)
+                    .and_then(|result| finish_run(&result, &output, default))
+            }),
         Some(Command::Sweep {
             target,
             workload,
@@ -430,14 +448,18 @@ fn main() {
     match outcome {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
-        Err(message) => {
+        Err(Failure::Settings(message)) => {
             eprintln!("loadgen: {message}");
             std::process::exit(2);
+        }
+        Err(Failure::Run(message)) => {
+            eprintln!("loadgen: {message}");
+            std::process::exit(1);
         }
     }
 }
 
-fn sweep(target: &Target, base: &WorkloadArgs, output: &Output) -> Result<bool, String> {
+fn sweep(target: &Target, base: &WorkloadArgs, output: &Output) -> Result<bool, Failure> {
     let mut results = Vec::new();
     for batch in &base.batch_bytes {
         for codec in &base.compression {
@@ -454,10 +476,10 @@ fn sweep(target: &Target, base: &WorkloadArgs, output: &Output) -> Result<bool, 
             }
         }
     }
-    finish_many("sweep", "loadgen sweep", &results, output)
+    Ok(finish_many("sweep", "loadgen sweep", &results, output)?)
 }
 
-fn compare(targets: &[String], base: &WorkloadArgs, output: &Output) -> Result<bool, String> {
+fn compare(targets: &[String], base: &WorkloadArgs, output: &Output) -> Result<bool, Failure> {
     let mut results = Vec::new();
     for spec in targets {
         let (name, address) = spec
@@ -485,7 +507,7 @@ fn compare(targets: &[String], base: &WorkloadArgs, output: &Output) -> Result<b
         println!("{}", result.summary());
         results.push((name.to_string(), result));
     }
-    finish_many("compare", "loadgen compare", &results, output)
+    Ok(finish_many("compare", "loadgen compare", &results, output)?)
 }
 
 fn finish_many(

@@ -284,3 +284,52 @@ fn produce_requests_stay_within_max_request_bytes() {
     drop(runtime);
     broker.shutdown();
 }
+
+/// With both cores kept busy by other threads, a run completes with no connection error,
+/// no refused request and nothing missing (its latency may fail the target).
+#[test]
+fn a_run_on_a_busy_machine_completes_with_nothing_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let address = broker.address.to_string();
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let busy = busy.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("loadgen")
+        .enable_all()
+        .build()
+        .unwrap();
+    let workload = Workload {
+        rate: 200_000,
+        duration: Duration::from_secs(2),
+        warmup: Duration::from_millis(500),
+        buffer_bytes: 4 * 1024 * 1024,
+        ..small("busy")
+    };
+    let result = runtime.block_on(run(&address, workload, BrokerProcess::Embedded, true));
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    for spinner in spinners {
+        spinner.join().unwrap();
+    }
+    let result = result.unwrap();
+    assert!(
+        result.checks.errors.is_empty(),
+        "{:?}",
+        result.checks.errors
+    );
+    assert!(result.checks.clean(), "{:?}", result.checks);
+    assert!(result.produced.records > 0);
+    drop(runtime);
+    broker.shutdown();
+}
