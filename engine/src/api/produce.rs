@@ -254,13 +254,7 @@ async fn append_partition(
         TimestampType::LogAppendTime => batches.first().map_or(-1, |batch| batch.stamped_ms),
         TimestampType::CreateTime => -1,
     };
-    let valid = batches
-        .into_iter()
-        .map(|batch| ValidBatch {
-            bytes: batch.bytes,
-            header: batch.header,
-        })
-        .collect();
+    let valid = batches.into_iter().map(|prepared| prepared.batch).collect();
     let appended = local
         .append(valid, ack)
         .await
@@ -277,11 +271,9 @@ async fn append_partition(
     })
 }
 
-/// A batch checked and ready to append: its bytes, its header (as validated, CRC
-/// included), and the log append time stamped on it (or -1).
+/// A batch checked and ready to append, and the log append time stamped on it (or -1).
 struct Prepared {
-    bytes: BytesMut,
-    header: BatchHeader,
+    batch: ValidBatch,
     stamped_ms: i64,
 }
 
@@ -408,8 +400,7 @@ fn transform(
         *header
     };
     Ok(Prepared {
-        bytes: out,
-        header,
+        batch: ValidBatch { bytes: out, header },
         stamped_ms,
     })
 }

@@ -179,6 +179,11 @@ async fn read_requests(
         // a copy (a frame in flight keeps the allocation it was read into alive until it is
         // answered: at most `requests_in_flight_max` reads of up to 1 MiB).
         let want = pending.clamp(READ_CHUNK_BYTES, READ_CHUNK_BYTES_MAX);
+        if buffer.is_empty() {
+            // Between frames an idle connection holds one small read buffer, not the
+            // largest it ever needed.
+            buffer = BytesMut::new();
+        }
         buffer.reserve(want);
         let (result, returned) = connection.read_into(buffer).await;
         buffer = returned;
@@ -189,9 +194,6 @@ async fn read_requests(
                 tracing::debug!(%peer, %error, "connection read failed");
                 return;
             }
-        }
-        if buffer.is_empty() {
-            buffer = BytesMut::new();
         }
     }
 }
