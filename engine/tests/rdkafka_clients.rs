@@ -518,3 +518,51 @@ async fn pipelined_idempotent_producer_keeps_order_across_segment_rolls() {
         .count();
     assert!(segments > 5, "segments rolled meanwhile ({segments})");
 }
+
+/// A consumer whose fetch.max.bytes is far below a partition's backlog gets responses
+/// within it and reads everything (librdkafka drops a response larger than it asked for).
+#[tokio::test]
+async fn a_consumer_with_a_small_fetch_max_bytes_reads_a_large_backlog() {
+    let broker = BrokerProcess::start(2);
+    create_topic(&broker, "backlog", 1, &[])
+        .await
+        .expect("topic created");
+    let producer = producer(&broker, &[("linger.ms", "20")]);
+    const MESSAGES: usize = 6000;
+    let sends = (0..MESSAGES).map(|i| {
+        let value = format!("{i:06} {}", "x".repeat(1000));
+        let producer = &producer;
+        async move {
+            producer
+                .send(
+                    FutureRecord::<(), _>::to("backlog").payload(&value),
+                    TIMEOUT,
+                )
+                .await
+        }
+    });
+    for delivered in futures_util::future::join_all(sends).await {
+        delivered.expect("delivered");
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("enable.auto.commit", "false")
+        .set("group.id", "unused-no-subscribe")
+        .set("fetch.max.bytes", "1000000")
+        .set("max.partition.fetch.bytes", "10000000")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset("backlog", 0, Offset::Beginning)
+        .expect("assign");
+    consumer.assign(&assignment).expect("assign");
+    let values: Vec<String> = consume(&consumer, MESSAGES)
+        .into_iter()
+        .map(|(_, _, _, value)| value[..6].to_string())
+        .collect();
+    assert_eq!(
+        values,
+        (0..MESSAGES).map(|i| format!("{i:06}")).collect::<Vec<_>>()
+    );
+}

@@ -1072,3 +1072,86 @@ async fn every_version_of_the_group_apis_is_answered() {
     let fetched = client.send_version(&request, 7).await.unwrap();
     assert_eq!(fetched.topics[0].partitions[0].committed_offset, 45);
 }
+
+/// Fetch's `max_bytes` bounds the whole response at batch boundaries: partitions keep the
+/// whole batches that fit, and only the first batch of the first partition with data may
+/// exceed the limit (a consumer with fetch.max.bytes below a partition's backlog must still
+/// get responses it accepts, and progress).
+#[tokio::test]
+async fn fetch_max_bytes_bounds_the_response_and_only_the_first_batch_may_exceed_it() {
+    let broker = BrokerProcess::start(1);
+    let (ok, _, err) = broker.cli(&["topic", "create", "big", "--partitions", "2"], "");
+    assert!(ok, "{err}");
+    let mut client = Client::connect(&broker.address, "fetch-limits")
+        .await
+        .unwrap();
+    let value = "v".repeat(1000);
+    let values: Vec<&str> = (0..50).map(|_| value.as_str()).collect();
+    for (partition, batches) in [(0, 20), (1, 5)] {
+        for _ in 0..batches {
+            let (code, _) = produce_error(
+                &mut client,
+                &produce_request("big", partition, batch(&values)),
+            )
+            .await;
+            assert_eq!(code, 0);
+        }
+    }
+    let fetch = |max_bytes: i32| {
+        FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("big"))
+                .with_partitions(
+                    (0..2)
+                        .map(|partition| {
+                            FetchPartition::default()
+                                .with_partition(partition)
+                                .with_fetch_offset(0)
+                                .with_partition_max_bytes(10 << 20)
+                        })
+                        .collect(),
+                )])
+    };
+    // Whole batches, contiguous from offset 0, counted to the end of each partition's bytes.
+    let batches_of = |records: &Bytes| {
+        let mut at = 0;
+        let mut next_offset = 0;
+        let mut count = 0;
+        while at < records.len() {
+            let header = protocol::record_batch::BatchHeader::parse(&records[at..]).unwrap();
+            assert_eq!(header.base_offset, next_offset, "batches are contiguous");
+            next_offset = header.last_offset() + 1;
+            at += header.total_bytes();
+            count += 1;
+        }
+        assert_eq!(at, records.len(), "only whole batches");
+        count
+    };
+    let response = client.send(&fetch(250_000)).await.unwrap();
+    let partitions = &response.responses[0].partitions;
+    let first = partitions[0].records.clone().unwrap_or_default();
+    let second = partitions[1].records.clone().unwrap_or_default();
+    assert!(!first.is_empty());
+    assert!(
+        first.len() + second.len() <= 250_000,
+        "{} + {} bytes",
+        first.len(),
+        second.len()
+    );
+    assert!(
+        batches_of(&first) >= 4,
+        "the first partition fills the budget"
+    );
+    batches_of(&second);
+    // A limit below one batch: the first batch whole, nothing else.
+    let response = client.send(&fetch(1000)).await.unwrap();
+    let partitions = &response.responses[0].partitions;
+    let first = partitions[0].records.clone().unwrap_or_default();
+    assert_eq!(batches_of(&first), 1);
+    assert!(first.len() > 1000);
+    assert!(partitions[1].records.as_ref().is_none_or(Bytes::is_empty));
+}

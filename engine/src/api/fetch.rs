@@ -3,9 +3,9 @@
 //! until `max_wait_ms`, and answer as soon as one of them has some.
 //!
 //! A fetch offset inside a batch returns that whole batch; a partition's data is at most
-//! `partition_max_bytes` and the response at most `max_bytes`, except that the first batch
-//! of the first partition with data always comes back whole (as in Kafka, so a consumer
-//! never stalls on a batch larger than its limits). Fetch sessions are not kept: the
+//! `partition_max_bytes` and the response at most `max_bytes` (trimmed at batch
+//! boundaries), except that the first batch of the first partition with data always comes
+//! back whole (as in Kafka, so a consumer never stalls on a batch larger than its limits). Fetch sessions are not kept: the
 //! response's session id is 0, which tells clients to send full fetch requests.
 
 use std::rc::Rc;
@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use protocol::record_batch::BatchHeader;
 use protocol::ErrorCode;
 
 use super::by_owner;
@@ -168,22 +169,39 @@ fn partition_data(index: i32, fetched: Fetched) -> PartitionData {
         .with_records(Some(fetched.records))
 }
 
-/// Drops records past the response limit, keeping the first partition with data whole.
+/// Trims the response to `max_bytes` at batch boundaries: partitions, in request order,
+/// keep the whole batches that still fit. Only the first batch of the first partition with
+/// data may exceed the limit (as in Kafka, so a consumer never stalls on a batch larger than
+/// its limit); a response never carries a whole partition's worth past it.
 fn limit_response_bytes(response: &mut FetchResponse, max_bytes: usize) {
     let mut total = 0usize;
     for topic in &mut response.responses {
         for partition in &mut topic.partitions {
-            let len = partition.records.as_ref().map_or(0, Bytes::len);
-            if len == 0 {
+            let Some(records) = partition.records.as_ref().filter(|r| !r.is_empty()) else {
                 continue;
-            }
-            if total > 0 && total + len > max_bytes {
-                partition.records = Some(Bytes::new());
-            } else {
-                total += len;
-            }
+            };
+            let keep = whole_batches_within(records, max_bytes.saturating_sub(total), total == 0);
+            partition.records = Some(records.slice(..keep));
+            total += keep;
         }
     }
+}
+
+/// Bytes of the leading whole batches of `records` within `room`; with `first`, at least
+/// the first batch whatever its size.
+fn whole_batches_within(records: &Bytes, room: usize, first: bool) -> usize {
+    let mut end = 0;
+    while end < records.len() {
+        let Ok(header) = BatchHeader::parse(&records[end..]) else {
+            break;
+        };
+        let next = end + header.total_bytes();
+        if next > records.len() || (next > room && !(first && end == 0)) {
+            break;
+        }
+        end = next;
+    }
+    end
 }
 
 /// Reads `items` on their owner shard; with a deadline, waits there for new data first when
