@@ -519,12 +519,13 @@ async fn pipelined_idempotent_producer_keeps_order_across_segment_rolls() {
     assert!(segments > 5, "segments rolled meanwhile ({segments})");
 }
 
-/// A consumer whose fetch.max.bytes is far below a partition's backlog gets responses
-/// within it and reads everything (librdkafka drops a response larger than it asked for).
+/// A consumer whose fetch.max.bytes is far below the backlog of several partitions gets
+/// responses within it (librdkafka drops a response larger than it asked for) and reads
+/// every message, in order on each partition.
 #[tokio::test]
 async fn a_consumer_with_a_small_fetch_max_bytes_reads_a_large_backlog() {
     let broker = BrokerProcess::start(2);
-    create_topic(&broker, "backlog", 1, &[])
+    create_topic(&broker, "backlog", 4, &[])
         .await
         .expect("topic created");
     let producer = producer(&broker, &[("linger.ms", "20")]);
@@ -535,7 +536,9 @@ async fn a_consumer_with_a_small_fetch_max_bytes_reads_a_large_backlog() {
         async move {
             producer
                 .send(
-                    FutureRecord::<(), _>::to("backlog").payload(&value),
+                    FutureRecord::<(), _>::to("backlog")
+                        .partition((i % 4) as i32)
+                        .payload(&value),
                     TIMEOUT,
                 )
                 .await
@@ -553,16 +556,24 @@ async fn a_consumer_with_a_small_fetch_max_bytes_reads_a_large_backlog() {
         .create()
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset("backlog", 0, Offset::Beginning)
-        .expect("assign");
+    for partition in 0..4 {
+        assignment
+            .add_partition_offset("backlog", partition, Offset::Beginning)
+            .expect("assign");
+    }
     consumer.assign(&assignment).expect("assign");
-    let values: Vec<String> = consume(&consumer, MESSAGES)
-        .into_iter()
-        .map(|(_, _, _, value)| value[..6].to_string())
-        .collect();
-    assert_eq!(
-        values,
-        (0..MESSAGES).map(|i| format!("{i:06}")).collect::<Vec<_>>()
-    );
+    let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for (partition, _, _, value) in consume(&consumer, MESSAGES) {
+        by_partition
+            .entry(partition)
+            .or_default()
+            .push(value[..6].to_string());
+    }
+    for partition in 0..4 {
+        let expected: Vec<String> = (0..MESSAGES)
+            .filter(|i| i % 4 == partition as usize)
+            .map(|i| format!("{i:06}"))
+            .collect();
+        assert_eq!(by_partition[&partition], expected, "partition {partition}");
+    }
 }
