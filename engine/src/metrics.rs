@@ -112,6 +112,8 @@ struct TopicCounters {
 /// The cells one shard writes.
 struct ShardCells {
     requests: [Histogram; API_KEYS],
+    /// Connections closed over a bad frame (too large, bad size) or an undecodable request.
+    refused: AtomicU64,
     topics: Mutex<HashMap<String, TopicCounters>>,
 }
 
@@ -119,6 +121,7 @@ impl Default for ShardCells {
     fn default() -> ShardCells {
         ShardCells {
             requests: std::array::from_fn(|_| Histogram::default()),
+            refused: AtomicU64::new(0),
             topics: Mutex::new(HashMap::new()),
         }
     }
@@ -166,6 +169,10 @@ impl Metrics {
         {
             histogram.record(elapsed);
         }
+    }
+
+    pub fn connection_refused(&self, shard: usize) {
+        self.cells(shard).refused.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn produced(&self, shard: usize, topic: &str, records: u64, bytes: u64) {
@@ -223,6 +230,13 @@ impl Metrics {
             "ringlog_connections_total {}",
             self.connections_total.load(Ordering::Relaxed)
         );
+        let _ = writeln!(out, "# TYPE ringlog_connections_refused_total counter");
+        let refused: u64 = self
+            .shards
+            .iter()
+            .map(|cells| cells.refused.load(Ordering::Relaxed))
+            .sum();
+        let _ = writeln!(out, "ringlog_connections_refused_total {refused}");
         let _ = writeln!(out, "# TYPE ringlog_request_latency_seconds histogram");
         for key in 0..API_KEYS {
             let histogram = Histogram::default();

@@ -307,3 +307,89 @@ async fn restart_with_fewer_or_more_cores_keeps_acked_records_and_places_partiti
         "every partition is owned by a shard that exists: {owners:?}"
     );
 }
+
+/// One broker per data directory: a second `ringlog serve` on it refuses to start with one
+/// clear line and touches nothing; the first keeps serving; after it is killed the lock is
+/// free again.
+#[tokio::test]
+async fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
+    let mut broker = BrokerProcess::start(1);
+    let (ok, _, err) = broker.cli(&["topic", "create", "locked"], "");
+    assert!(ok, "{err}");
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_ringlog"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(broker.data_dir())
+        .args(["--listen", "127.0.0.1:0", "--cores", "1", "--no-pin"])
+        .env("RINGLOG_LOG", "warn")
+        .output()
+        .expect("run a second ringlog serve");
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("is in use by another ringlog"),
+        "one clear line: {stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let (ok, out, err) = broker.cli(&["topic", "list"], "");
+    assert!(
+        ok && out.contains("locked"),
+        "the first still serves: {out}{err}"
+    );
+    broker.kill_and_restart();
+    let (ok, out, err) = broker.cli(&["topic", "list"], "");
+    assert!(
+        ok && out.contains("locked"),
+        "restarted on the freed lock: {out}{err}"
+    );
+}
+
+/// Allocated bytes (st_blocks) of every file under `dir`.
+fn allocated_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let metadata = entry.metadata().unwrap();
+        if metadata.is_dir() {
+            total += allocated_bytes(&entry.path());
+        } else {
+            total += metadata.blocks() * 512;
+        }
+    }
+    total
+}
+
+/// Space is reserved in proportion to use: 200 fresh partitions written once take a few MiB
+/// each at most, and each one's first acknowledgement is as quick as any other.
+#[tokio::test]
+async fn fresh_partitions_reserve_little_and_acknowledge_their_first_write_quickly() {
+    let broker = BrokerProcess::start(2);
+    let (ok, _, err) = broker.cli(&["topic", "create", "many", "--partitions", "200"], "");
+    assert!(ok, "{err}");
+    let mut client = Client::connect(&broker.address, "fresh").await.unwrap();
+    let mut slowest = Duration::ZERO;
+    for partition in 0..200 {
+        let started = std::time::Instant::now();
+        let response = client
+            .send(&produce("many", partition, batch("first", 1, 100)))
+            .await
+            .unwrap();
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    }
+    // Generous bounds for a shared machine; zero-filling 32 MiB per partition took seconds.
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest first ack {slowest:?}"
+    );
+    let used = allocated_bytes(broker.data_dir());
+    assert!(
+        used < 1024 * 1024 * 1024,
+        "200 partitions written once use {used} bytes"
+    );
+    assert!(
+        used / 200 < 8 * 1024 * 1024,
+        "{} bytes per partition",
+        used / 200
+    );
+}

@@ -632,12 +632,27 @@ async fn metrics_count_requests_records_and_fsyncs() {
         stream.read_to_string(&mut text).await.unwrap();
         text
     };
+    // Two garbage frames (a negative size) close their connections and are counted.
+    for _ in 0..2 {
+        assert!(raw_round_trip(&broker.address, &(-5i32).to_be_bytes())
+            .await
+            .is_none());
+    }
     let text = scrape().await;
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
     assert!(
         text.contains("ringlog_produce_records_total{topic=\"metered\"} 3"),
         "{text}"
     );
+    assert!(
+        text.contains("ringlog_connections_refused_total 2"),
+        "{text}"
+    );
+    let rounds = text
+        .lines()
+        .find_map(|line| line.strip_prefix("ringlog_durability_rounds_total "))
+        .and_then(|count| count.parse::<u64>().ok());
+    assert!(rounds.is_some_and(|rounds| rounds >= 1), "{text}");
     assert!(
         text.contains("ringlog_request_latency_seconds_count{api=\"Produce\"} 1"),
         "{text}"

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use protocol::frame::{self, FrameError};
+use protocol::frame;
 use protocol::request::{decode_request, Request, RequestError};
 use protocol::response::{encode_bare_error, encode_response};
 use protocol::{versions, ErrorCode};
@@ -165,7 +165,10 @@ async fn read_requests(
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    refuse_frame(&peer, &error);
+                    shard.context.metrics.connection_refused(shard.id);
+                    if let Some(suppressed) = REFUSALS_LOGGED.with(|limit| limit.allow()) {
+                        tracing::warn!(%peer, %error, suppressed, "refusing frame; closing connection");
+                    }
                     return;
                 }
             }
@@ -208,7 +211,13 @@ async fn dispatch(
 ) -> Answer {
     let request = match decode_request(frame) {
         Ok(request) => request,
-        Err(error) => return Answer::Ready(refusal(error)),
+        Err(error) => {
+            let answer = refusal(error);
+            if answer.is_err() {
+                shard.context.metrics.connection_refused(shard.id);
+            }
+            return Answer::Ready(answer);
+        }
     };
     if request.api_key == ApiKey::Produce {
         let guard = running.start();
@@ -267,7 +276,9 @@ async fn write_answers(
             Err(error) => Err(error),
         };
         if let Err(reason) = written {
-            tracing::info!(%peer, %reason, "closing connection");
+            if let Some(suppressed) = REFUSALS_LOGGED.with(|limit| limit.allow()) {
+                tracing::info!(%peer, %reason, suppressed, "closing connection");
+            }
             dispatched.close();
             connection.shutdown();
             return;
@@ -275,8 +286,37 @@ async fn write_answers(
     }
 }
 
-fn refuse_frame(peer: &SocketAddr, error: &FrameError) {
-    tracing::warn!(%peer, %error, "refusing frame; closing connection");
+/// At most one log line a second (per shard thread) for connections closed over bad input,
+/// so a flood of garbage does not flood the log; each line says how many it stood for.
+struct LogLimit {
+    last: Cell<Option<std::time::Instant>>,
+    suppressed: Cell<u64>,
+}
+
+impl LogLimit {
+    /// `Some(lines suppressed since the last one)` when a line may be written now.
+    fn allow(&self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        match self.last.get() {
+            Some(last) if now.duration_since(last) < std::time::Duration::from_secs(1) => {
+                self.suppressed.set(self.suppressed.get() + 1);
+                None
+            }
+            _ => {
+                self.last.set(Some(now));
+                Some(self.suppressed.replace(0))
+            }
+        }
+    }
+}
+
+thread_local! {
+    static REFUSALS_LOGGED: LogLimit = const {
+        LogLimit {
+            last: Cell::new(None),
+            suppressed: Cell::new(0),
+        }
+    };
 }
 
 /// The answer to a request that could not be decoded, or an error to close the connection.

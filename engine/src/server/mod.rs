@@ -34,6 +34,14 @@ pub enum BrokerError {
     Io(#[from] io::IoError),
     #[error("--cores must be at least 1")]
     NoCores,
+    #[error("data directory {} is in use by another ringlog (it holds {LOCK_FILE}); stop it or use another --data-dir", data_dir.display())]
+    DataDirInUse { data_dir: std::path::PathBuf },
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("shard {shard} cannot listen: {source}")]
     ShardListen {
         shard: usize,
@@ -56,6 +64,40 @@ pub struct Broker {
     pub metrics_address: Option<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
+    /// Held (flock) while the broker runs: one broker per data directory.
+    _lock: std::fs::File,
+}
+
+/// Name of the lock file in the data directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Takes the data directory's lock, or says who holds it.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, BrokerError> {
+    use std::os::unix::io::AsRawFd;
+    let path = data_dir.join(LOCK_FILE);
+    let io = |source| BrokerError::Lock {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    // SAFETY: flock on a descriptor this function owns; the lock lives as long as `file`.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = std::io::Error::last_os_error();
+        return Err(if error.kind() == std::io::ErrorKind::WouldBlock {
+            BrokerError::DataDirInUse {
+                data_dir: data_dir.to_path_buf(),
+            }
+        } else {
+            io(error)
+        });
+    }
+    Ok(file)
 }
 
 impl Broker {
@@ -67,6 +109,7 @@ impl Broker {
         if config.io_backend == io::Backend::Uring {
             io::probe(config.io_backend)?;
         }
+        let lock = lock_data_dir(&config.data_dir)?;
         let catalog = CatalogStore::open(&config.data_dir)?;
         let moved = catalog.place_on(config.cores)?;
         if moved > 0 {
@@ -171,6 +214,7 @@ impl Broker {
             metrics_address,
             threads,
             shutdown,
+            _lock: lock,
         })
     }
 
