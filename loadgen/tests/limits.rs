@@ -1,0 +1,152 @@
+//! The load generator at and past its limits, against a real ringlog (embedded in the test
+//! process): an offered rate far above what the broker takes, requests capped in size on
+//! the wire, and a machine whose cores are kept busy. These run apart from `runs.rs`, whose
+//! timing-sensitive checks they would disturb.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{broker, small};
+use loadgen::run::{run, BrokerProcess};
+use loadgen::workload::Workload;
+
+/// An offered rate far above what the broker can take: the result reports what was
+/// achieved, below the offered rate, and FAILs in one line; nothing acknowledged is lost.
+#[test]
+fn an_offered_rate_beyond_the_broker_is_reported_as_achieved_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let address = broker.address.to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("loadgen")
+        .enable_all()
+        .build()
+        .unwrap();
+    let workload = Workload {
+        rate: 20_000_000,
+        duration: Duration::from_millis(300),
+        warmup: Duration::from_millis(100),
+        target_rate: 20_000_000,
+        buffer_bytes: 4 * 1024 * 1024,
+        ..small("overload")
+    };
+    let result = runtime
+        .block_on(run(&address, workload, BrokerProcess::Embedded, true))
+        .unwrap();
+    let offered = result.produced.offered_per_s.unwrap();
+    assert!((offered - 20_000_000.0).abs() < 10.0, "offered {offered}");
+    assert!(
+        result.produced.records_per_s < offered * 0.99,
+        "achieved {} of {offered}",
+        result.produced.records_per_s
+    );
+    assert!(result.produced.backlog_at_end > 0);
+    assert!(result.produced.drained_records > 0);
+    assert!(!result.pass);
+    assert!(
+        result
+            .verdict
+            .starts_with("FAIL: offered 20,000,000 msg/s, achieved "),
+        "{}",
+        result.verdict
+    );
+    assert!(result.checks.clean(), "{:?}", result.checks);
+    drop(runtime);
+    broker.shutdown();
+}
+
+/// Requests stay within --max-request-bytes on the wire: a broker whose frame limit
+/// (socket.request.max.bytes) is just above it takes every request of a run that falls far
+/// behind (before, everything due went into one request and the broker refused it).
+#[test]
+fn produce_requests_stay_within_max_request_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = engine::server::Broker::start(engine::server::BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cores: 2,
+        pin_cores: false,
+        max_request_bytes: 66 * 1024,
+        ..engine::server::BrokerConfig::default()
+    })
+    .expect("broker starts");
+    let address = broker.address.to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("loadgen")
+        .enable_all()
+        .build()
+        .unwrap();
+    let workload = Workload {
+        rate: 2_000_000,
+        duration: Duration::from_millis(500),
+        warmup: Duration::from_millis(200),
+        batch_bytes: 16 * 1024,
+        max_request_bytes: 64 * 1024,
+        buffer_bytes: 4 * 1024 * 1024,
+        ..small("capped")
+    };
+    let result = runtime
+        .block_on(run(&address, workload, BrokerProcess::Embedded, true))
+        .unwrap();
+    assert!(
+        result.checks.errors.is_empty(),
+        "{:?}",
+        result.checks.errors
+    );
+    assert!(result.checks.clean(), "{:?}", result.checks);
+    assert!(result.produced.records > 0);
+    drop(runtime);
+    broker.shutdown();
+}
+
+/// With both cores kept busy by other threads, a run completes with no connection error,
+/// no refused request and nothing missing (its latency may fail the target).
+#[test]
+fn a_run_on_a_busy_machine_completes_with_nothing_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker(dir.path());
+    let address = broker.address.to_string();
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let busy = busy.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("loadgen")
+        .enable_all()
+        .build()
+        .unwrap();
+    let workload = Workload {
+        rate: 200_000,
+        duration: Duration::from_secs(2),
+        warmup: Duration::from_millis(500),
+        buffer_bytes: 4 * 1024 * 1024,
+        ..small("busy")
+    };
+    let result = runtime.block_on(run(&address, workload, BrokerProcess::Embedded, true));
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    for spinner in spinners {
+        spinner.join().unwrap();
+    }
+    let result = result.unwrap();
+    assert!(
+        result.checks.errors.is_empty(),
+        "{:?}",
+        result.checks.errors
+    );
+    assert!(result.checks.clean(), "{:?}", result.checks);
+    assert!(result.produced.records > 0);
+    drop(runtime);
+    broker.shutdown();
+}
