@@ -38,6 +38,11 @@ pub struct BrokerConfig {
     /// Bytes of request frames of one connection dispatched and not yet answered; past it
     /// the connection stops reading (a larger frame is admitted alone).
     pub in_flight_bytes_max: usize,
+    /// `connections.max.idle.ms`: a connection with nothing in flight that sends nothing for
+    /// this long is closed.
+    pub connections_max_idle: Duration,
+    /// A request frame whose rest does not arrive within this long closes its connection.
+    pub partial_request_timeout: Duration,
     /// Most requests a shard's inbox holds before senders wait.
     pub shard_inbox_capacity: usize,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None` serves none.
@@ -65,6 +70,8 @@ impl Default for BrokerConfig {
             retention_check_interval: Duration::from_secs(300),
             requests_in_flight_max: 16,
             in_flight_bytes_max: 16 * 1024 * 1024,
+            connections_max_idle: Duration::from_secs(600),
+            partial_request_timeout: Duration::from_secs(30),
             shard_inbox_capacity: 1024,
             metrics_listen: None,
             groups: crate::group::GroupSettings::default(),

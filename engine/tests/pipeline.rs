@@ -393,3 +393,44 @@ async fn fresh_partitions_reserve_little_and_acknowledge_their_first_write_quick
         used / 200
     );
 }
+
+/// connections.max.idle.ms and the partial-request timeout (shortened here): a silent
+/// connection and one that started a frame and stopped are closed, while a client that
+/// keeps talking, with pauses shorter than the limit, keeps working.
+#[tokio::test]
+async fn idle_and_half_sent_connections_are_closed_and_busy_ones_kept() {
+    let broker = BrokerProcess::start_with(
+        1,
+        &[
+            "--connections-max-idle-ms",
+            "400",
+            "--partial-request-timeout-ms",
+            "400",
+        ],
+    );
+    let silent = TcpStream::connect(&broker.address).await.unwrap();
+    let mut half = TcpStream::connect(&broker.address).await.unwrap();
+    // A 100-byte frame of which 10 bytes arrive.
+    half.write_all(&100i32.to_be_bytes()).await.unwrap();
+    half.write_all(&[0u8; 10]).await.unwrap();
+    let mut client = Client::connect(&broker.address, "talker").await.unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        let metadata = client
+            .send(&MetadataRequest::default().with_topics(Some(Vec::new())))
+            .await
+            .expect("a connection that keeps talking stays open");
+        assert!(!metadata.brokers.is_empty());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (what, mut stream) in [("silent", silent), ("half-sent", half)] {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
+            .await
+            .unwrap_or_else(|_| panic!("the {what} connection is still open after 6.5 s"));
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "the {what} connection was closed: {read:?}"
+        );
+    }
+}

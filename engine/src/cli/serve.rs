@@ -53,6 +53,14 @@ pub struct ServeArgs {
     /// the connection stops reading (a larger frame is admitted alone) [default: 16777216].
     #[arg(long)]
     pub max_in_flight_bytes: Option<usize>,
+    /// Close a connection with nothing in flight after this long without a byte from it
+    /// (connections.max.idle.ms) [default: 600000].
+    #[arg(long)]
+    pub connections_max_idle_ms: Option<u64>,
+    /// Close a connection whose started request frame does not arrive whole within this
+    /// long [default: 30000].
+    #[arg(long)]
+    pub partial_request_timeout_ms: Option<u64>,
     /// Serve Prometheus metrics at GET /metrics on this address (port 0 picks a free port).
     #[arg(long, env = "RINGLOG_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -102,6 +110,8 @@ struct FileConfig {
     max_request_bytes: Option<usize>,
     max_in_flight_requests: Option<usize>,
     max_in_flight_bytes: Option<usize>,
+    connections_max_idle_ms: Option<u64>,
+    partial_request_timeout_ms: Option<u64>,
     metrics_listen: Option<SocketAddr>,
     retention_check_secs: Option<u64>,
     group_min_session_timeout_ms: Option<u64>,
@@ -204,6 +214,16 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
             .or(file.max_in_flight_bytes)
             .unwrap_or(defaults.in_flight_bytes_max)
             .max(1),
+        connections_max_idle: args
+            .connections_max_idle_ms
+            .or(file.connections_max_idle_ms)
+            .map(|ms| std::time::Duration::from_millis(ms.max(1)))
+            .unwrap_or(defaults.connections_max_idle),
+        partial_request_timeout: args
+            .partial_request_timeout_ms
+            .or(file.partial_request_timeout_ms)
+            .map(|ms| std::time::Duration::from_millis(ms.max(1)))
+            .unwrap_or(defaults.partial_request_timeout),
         retention_check_interval: args
             .retention_check_secs
             .or(file.retention_check_secs)

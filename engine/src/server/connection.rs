@@ -132,9 +132,9 @@ async fn read_requests(
         .in_flight_bytes_max
         .clamp(1, u32::MAX as usize);
     let budget = Arc::new(Semaphore::new(budget_bytes));
-    let slots = Arc::new(Semaphore::new(
-        shard.context.config.requests_in_flight_max.max(1),
-    ));
+    let config = &shard.context.config;
+    let requests_in_flight_max = config.requests_in_flight_max.max(1);
+    let slots = Arc::new(Semaphore::new(requests_in_flight_max));
     let running = Rc::new(Running::default());
     let mut buffer = BytesMut::new();
     loop {
@@ -188,7 +188,35 @@ async fn read_requests(
             buffer = BytesMut::new();
         }
         buffer.reserve(want);
-        let (result, returned) = connection.read_into(buffer).await;
+        // A started frame must arrive whole in time; an idle connection (nothing in flight,
+        // nothing started) may stay quiet up to connections.max.idle.ms; a connection waiting
+        // for its answers has no read deadline.
+        let deadline = if !buffer.is_empty() {
+            Some((
+                config.partial_request_timeout,
+                "a started request did not arrive",
+            ))
+        } else if slots.available_permits() == requests_in_flight_max {
+            Some((config.connections_max_idle, "idle"))
+        } else {
+            None
+        };
+        let read = connection.read_into(buffer);
+        let (result, returned) = match deadline {
+            None => read.await,
+            Some((limit, why)) => match tokio::time::timeout(limit, read).await {
+                Ok(done) => done,
+                Err(_) => {
+                    // The read is dropped (tokio-uring keeps its buffer until the kernel
+                    // lets go); shutting the socket ends it.
+                    if let Some(suppressed) = REFUSALS_LOGGED.with(|limit| limit.allow()) {
+                        tracing::info!(%peer, reason = why, ?limit, suppressed, "closing connection");
+                    }
+                    connection.shutdown();
+                    return;
+                }
+            },
+        };
         buffer = returned;
         match result {
             Ok(0) => return,
