@@ -12,10 +12,16 @@ use protocol::ErrorCode;
 
 use crate::shard::Shard;
 
-pub fn describe(shard: &Rc<Shard>, _request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn describe(shard: &Rc<Shard>, request: DescribeClusterRequest) -> DescribeClusterResponse {
     let context = &shard.context;
     let (host, port) = &context.advertised;
+    let operations = if request.include_cluster_authorized_operations {
+        super::metadata::CLUSTER_OPERATIONS
+    } else {
+        super::metadata::OPERATIONS_NOT_REQUESTED
+    };
     DescribeClusterResponse::default()
+        .with_cluster_authorized_operations(operations)
         .with_cluster_id(StrBytes::from_string(
             context.catalog.snapshot().cluster_id.clone(),
         ))

@@ -16,7 +16,28 @@ use super::topics::create_topic;
 use crate::catalog::TopicMeta;
 use crate::shard::Shard;
 
+/// Kafka's ACL operation bits (`AclOperation` codes) a topic allows with no authorizer:
+/// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+pub const TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// The cluster's, likewise: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
+/// ALTER_CONFIGS, IDEMPOTENT_WRITE.
+pub const CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+/// "Not asked for" on the wire.
+pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
 pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let topic_operations = if request.include_topic_authorized_operations {
+        TOPIC_OPERATIONS
+    } else {
+        OPERATIONS_NOT_REQUESTED
+    };
+    let cluster_operations = if request.include_cluster_authorized_operations {
+        CLUSTER_OPERATIONS
+    } else {
+        OPERATIONS_NOT_REQUESTED
+    };
     let context = &shard.context;
     let node_id = context.config.node_id;
     let catalog = context.catalog.snapshot();
@@ -88,7 +109,19 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
             .with_port(*port)])
         .with_cluster_id(Some(StrBytes::from_string(catalog.cluster_id.clone())))
         .with_controller_id(BrokerId(node_id))
-        .with_topics(topics)
+        .with_cluster_authorized_operations(cluster_operations)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|topic| {
+                    if topic.error_code == 0 {
+                        topic.with_topic_authorized_operations(topic_operations)
+                    } else {
+                        topic
+                    }
+                })
+                .collect(),
+        )
 }
 
 fn topic_entry(meta: &TopicMeta, node_id: i32) -> MetadataResponseTopic {

@@ -220,7 +220,37 @@ def confluent_manual_commits():
     print("confluent-kafka manual commits ok")
 
 
+def confluent_authorized_operations():
+    # With no authorizer Kafka reports every operation that applies (8 for a topic, 7 for
+    # the cluster); admin tools show "no permissions" when none come back.
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation, AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": BROKER})
+    admin.create_topics([NewTopic("py-acl", num_partitions=1, replication_factor=1)])["py-acl"].result(10)
+    described = admin.describe_topics(TopicCollection(["py-acl"]), include_authorized_operations=True)
+    operations = set(described["py-acl"].result(10).authorized_operations)
+    expected = {
+        AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DELETE,
+        AclOperation.ALTER, AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS,
+        AclOperation.ALTER_CONFIGS,
+    }
+    assert operations == expected, operations
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(10)
+    expected = {
+        AclOperation.CREATE, AclOperation.ALTER, AclOperation.DESCRIBE,
+        AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS,
+        AclOperation.IDEMPOTENT_WRITE,
+    }
+    assert set(cluster.authorized_operations) == expected, cluster.authorized_operations
+    # Not asked for: none reported.
+    plain = admin.describe_topics(TopicCollection(["py-acl"]))["py-acl"].result(10)
+    assert not plain.authorized_operations, plain.authorized_operations
+    print("confluent-kafka authorized operations ok")
+
+
 kafka_python()
 confluent()
 kafka_python_group()
 confluent_manual_commits()
+confluent_authorized_operations()
