@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{broker, small};
+use common::{broker, runtime, small};
 use loadgen::run::{run, BrokerProcess};
 use loadgen::workload::Workload;
 
@@ -18,12 +18,7 @@ fn an_offered_rate_beyond_the_broker_is_reported_as_achieved_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let broker = broker(dir.path());
     let address = broker.address.to_string();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("loadgen")
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let workload = Workload {
         rate: 20_000_000,
         duration: Duration::from_millis(300),
@@ -73,12 +68,7 @@ fn produce_requests_stay_within_max_request_bytes() {
     })
     .expect("broker starts");
     let address = broker.address.to_string();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("loadgen")
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let workload = Workload {
         rate: 2_000_000,
         duration: Duration::from_millis(500),
@@ -121,12 +111,7 @@ fn a_run_on_a_busy_machine_completes_with_nothing_missing() {
             })
         })
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("loadgen")
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let workload = Workload {
         rate: 200_000,
         duration: Duration::from_secs(2),

@@ -28,3 +28,14 @@ pub fn small(topic: &str) -> Workload {
         ..Workload::standard(topic)
     }
 }
+
+/// A runtime like loadgen's own: two workers whose threads are named "loadgen" (the
+/// embedded broker's CPU is everything else).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("loadgen")
+        .enable_all()
+        .build()
+        .unwrap()
+}
