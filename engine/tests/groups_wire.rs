@@ -741,11 +741,12 @@ async fn bad_group_input_gets_its_kafka_error_and_other_groups_carry_on() {
         vec![ErrorCode::UnknownTopicOrPartition.code()]
     );
     assert_eq!(member.commit("t", &[(0, 1)]).await, vec![0]);
-    // A standalone commit (generation -1) into a group with members is refused.
+    // A standalone or admin commit (generation -1, no member id) into a group with members
+    // is refused as Kafka refuses it: not a member.
     let mut standalone = Member::new(&broker, "timeouts", "s").await;
     assert_eq!(
         standalone.commit("t", &[(0, 9)]).await,
-        vec![ErrorCode::IllegalGeneration.code()]
+        vec![ErrorCode::UnknownMemberId.code()]
     );
 
     // Thousands of would-be members: member ids are handed out up to the group's cap

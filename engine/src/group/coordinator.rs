@@ -779,9 +779,11 @@ impl Coordinator {
         let groups = self.groups.borrow();
         let group = groups.get(group);
         if generation < 0 {
-            // A standalone consumer (no group membership) may commit to a group without members.
+            // A standalone consumer or an admin (no group membership) may commit to a group
+            // without members; to one with members it is not one of them, so Kafka answers
+            // UNKNOWN_MEMBER_ID (AlterConsumerGroupOffsets on an active group).
             return match group {
-                Some(group) if !group.members.is_empty() => Some(ErrorCode::IllegalGeneration),
+                Some(group) if !group.members.is_empty() => Some(ErrorCode::UnknownMemberId),
                 _ => None,
             };
         }

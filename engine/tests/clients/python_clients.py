@@ -249,8 +249,36 @@ def confluent_authorized_operations():
     print("confluent-kafka authorized operations ok")
 
 
+def confluent_admin_offsets_on_an_active_group():
+    # AlterConsumerGroupOffsets (generation -1, no member id) on a group with an active
+    # member is refused with UNKNOWN_MEMBER_ID, as Kafka refuses it.
+    from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaError,
+                                 KafkaException, TopicPartition)
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": BROKER})
+    admin.create_topics([NewTopic("py-active", num_partitions=1, replication_factor=1)])["py-active"].result(10)
+    consumer = Consumer({"bootstrap.servers": BROKER, "group.id": "py-active-group"})
+    consumer.subscribe(["py-active"])
+    deadline = time.time() + 30
+    while not consumer.assignment() and time.time() < deadline:
+        consumer.poll(0.2)
+    assert consumer.assignment(), "the member got its partition"
+    wanted = [ConsumerGroupTopicPartitions("py-active-group", [TopicPartition("py-active", 0, 5)])]
+    codes = []
+    try:
+        result = admin.alter_consumer_group_offsets(wanted)["py-active-group"].result(10)
+        codes = [tp.error.code() for tp in result.topic_partitions if tp.error is not None]
+    except KafkaException as error:
+        codes = [error.args[0].code()]
+    assert codes == [KafkaError.UNKNOWN_MEMBER_ID], codes
+    consumer.close()
+    print("confluent-kafka admin offsets on an active group ok")
+
+
 kafka_python()
 confluent()
 kafka_python_group()
 confluent_manual_commits()
 confluent_authorized_operations()
+confluent_admin_offsets_on_an_active_group()
