@@ -273,11 +273,15 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let config = broker_config(args)?;
     let broker = Broker::start(config).map_err(|error| error.to_string())?;
-    println!("ringlog listening on {}", broker.address);
+    // Where the broker listens, for whoever started it. A closed stdout (a supervisor or a
+    // test that read the first line and went away) must not take the broker down, so write
+    // errors are ignored rather than panicking as `println!` would.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "ringlog listening on {}", broker.address);
     if let Some(metrics) = broker.metrics_address {
-        println!("ringlog metrics on http://{metrics}/metrics");
+        let _ = writeln!(stdout, "ringlog metrics on http://{metrics}/metrics");
     }
-    let _ = std::io::stdout().flush();
+    let _ = stdout.flush();
     wait_for_signal()?;
     tracing::info!("shutting down");
     broker.shutdown();
