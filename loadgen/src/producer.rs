@@ -148,7 +148,7 @@ impl Producer {
             };
             if rate > 0.0 {
                 let horizon = now.min(stop_us);
-                let due = (((horizon - start_us).max(0) as f64) * rate / 1e6) as u64;
+                let due = self.scheduled_until(horizon, start_us, rate);
                 while self.generated < due && has_room(&self) {
                     let intended = start_us + (self.generated as f64 * 1e6 / rate) as i64;
                     self.add_record(intended, &mut queue);
@@ -229,9 +229,9 @@ impl Producer {
         self.totals
     }
 
-    /// Records of this producer's schedule intended before `stop_us` (as `due` counts them).
-    fn scheduled_until(&self, stop_us: i64, start_us: i64, rate: f64) -> u64 {
-        (((stop_us - start_us).max(0) as f64) * rate / 1e6) as u64
+    /// Records of this producer's schedule intended before `until_us`.
+    fn scheduled_until(&self, until_us: i64, start_us: i64, rate: f64) -> u64 {
+        (((until_us - start_us).max(0) as f64) * rate / 1e6) as u64
     }
 
     fn next_random(&mut self) -> u64 {

@@ -6,7 +6,7 @@
 //! appended one after another (in the order they were sent: see `api::produce`) and their
 //! fdatasyncs shared, instead of one full write + sync round each. Every other request is a
 //! barrier, as in Kafka, which handles a connection's requests one at a time: it waits until
-//! everything before it has been answered, runs alone, and only then is the next frame
+//! everything before it has finished, runs alone, and only then is the next frame
 //! dispatched (an OffsetFetch never overtakes the OffsetCommit sent before it).
 //!
 //! The writer takes the started requests in order and writes each answer when it is ready.
