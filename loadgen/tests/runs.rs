@@ -172,6 +172,11 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
     let listed = run(&["--batch-bytes", "16k,64k"]);
     assert_eq!(listed.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&listed.stderr).contains("give one value"));
+    // A batch that cannot fit in a request is refused before anything runs.
+    let oversized = run(&["--batch-bytes", "2m"]);
+    assert_eq!(oversized.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&oversized.stderr);
+    assert!(stderr.contains("exceeds --max-request-bytes"), "{stderr}");
     // Bad settings: one line, exit status 2.
     let bad = run(&["--compression", "brotli"]);
     assert_eq!(bad.status.code(), Some(2));
