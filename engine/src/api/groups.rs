@@ -59,7 +59,22 @@ pub fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let (host, port) = shard.context.advertised.clone();
     let node = BrokerId(shard.context.config.node_id);
-    let error = (request.key_type != 0).then_some(ErrorCode::CoordinatorNotAvailable);
+    // Only group coordinators exist. A transaction coordinator is asked for by a
+    // transactional producer: answer a non-retriable error with the reason, so the client
+    // fails at once (the Java client's initTransactions() throws it) instead of retrying
+    // COORDINATOR_NOT_AVAILABLE until its max.block.ms.
+    let (error, message) = match request.key_type {
+        0 => (None, None),
+        1 => (
+            Some(ErrorCode::InvalidRequest),
+            Some("transactions are not supported by this broker"),
+        ),
+        _ => (
+            Some(ErrorCode::InvalidRequest),
+            Some("only group coordinators (key type 0) exist on this broker"),
+        ),
+    };
+    let message = message.map(|m| text(m.to_string()));
     if version >= 4 {
         let coordinators = request
             .coordinator_keys
@@ -71,12 +86,14 @@ pub fn find_coordinator(
                     .with_host(text(host.clone()))
                     .with_port(port)
                     .with_error_code(code(error))
+                    .with_error_message(message.clone())
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     FindCoordinatorResponse::default()
         .with_error_code(code(error))
+        .with_error_message(message)
         .with_node_id(node)
         .with_host(text(host))
         .with_port(port)
