@@ -53,6 +53,15 @@ enum Command {
         /// "ringlog=embedded" starts one here.
         #[arg(long = "target", required = true)]
         targets: Vec<String>,
+        /// A line for the result saying how the brokers were set up (durability, heap,
+        /// threads...); repeat.
+        #[arg(long = "note")]
+        notes: Vec<String>,
+        /// After the runs, measure the disk's durable ceiling in this directory (O_DIRECT
+        /// writes of 4 KiB and of 256 KiB, fdatasync after each, about 4 s each), for the
+        /// result beside the brokers' figures.
+        #[arg(long)]
+        disk_probe_dir: Option<PathBuf>,
         #[command(flatten)]
         workload: WorkloadArgs,
         #[command(flatten)]
@@ -441,9 +450,17 @@ fn main() {
         }) => sweep(&target, &workload, &output),
         Some(Command::Compare {
             targets,
+            notes,
+            disk_probe_dir,
             workload,
             output,
-        }) => compare(&targets, &workload, &output),
+        }) => compare(
+            &targets,
+            &notes,
+            disk_probe_dir.as_deref(),
+            &workload,
+            &output,
+        ),
     };
     match outcome {
         Ok(true) => {}
@@ -479,7 +496,13 @@ fn sweep(target: &Target, base: &WorkloadArgs, output: &Output) -> Result<bool, 
     Ok(finish_many("sweep", "loadgen sweep", &results, output)?)
 }
 
-fn compare(targets: &[String], base: &WorkloadArgs, output: &Output) -> Result<bool, Failure> {
+fn compare(
+    targets: &[String],
+    notes: &[String],
+    disk_probe_dir: Option<&Path>,
+    base: &WorkloadArgs,
+    output: &Output,
+) -> Result<bool, Failure> {
     let mut results = Vec::new();
     for spec in targets {
         let (name, address) = spec
@@ -507,7 +530,77 @@ fn compare(targets: &[String], base: &WorkloadArgs, output: &Output) -> Result<b
         println!("{}", result.summary());
         results.push((name.to_string(), result));
     }
-    Ok(finish_many("compare", "loadgen compare", &results, output)?)
+    let mut disk = Vec::new();
+    if let Some(dir) = disk_probe_dir {
+        for write_bytes in [4096, 256 * 1024] {
+            let ceiling = loadgen::disk::measure(dir, write_bytes).map_err(|error| {
+                Failure::Run(format!("disk probe in {}: {error}", dir.display()))
+            })?;
+            disk.push(ceiling);
+        }
+    }
+    Ok(finish_compare(&results, notes, &disk, output)?)
+}
+
+/// A comparison's result: JSON (notes, disk, every run), the table with ratios as
+/// Markdown, the chart as SVG.
+fn finish_compare(
+    results: &[(String, RunResult)],
+    notes: &[String],
+    disk: &[loadgen::disk::DiskCeiling],
+    output: &Output,
+) -> Result<bool, String> {
+    let stem = file_stem(output, format!("compare-{}", timestamp()))?;
+    let rows: Vec<(String, &RunResult)> = results.iter().map(|(n, r)| (n.clone(), r)).collect();
+    let label = results
+        .first()
+        .map(|(_, r)| r.workload.label())
+        .unwrap_or_default();
+    let mut md = format!("# loadgen compare\n\n{label}\n\n");
+    for note in notes {
+        md.push_str(&format!("- {note}\n"));
+    }
+    for ceiling in disk {
+        md.push_str(&format!(
+            "- disk, measured after the runs in the brokers' directory: {} KiB O_DIRECT writes + fdatasync each: {:.1} MB/s durable, fdatasync p50 {} us, p99 {} us\n",
+            ceiling.write_bytes / 1024,
+            ceiling.mb_per_s,
+            ceiling.fdatasync_p50_us,
+            ceiling.fdatasync_p99_us
+        ));
+    }
+    let table = report::compare_table(&rows);
+    md.push_str(&format!("\n{table}"));
+    if let Some((first, _)) = results.first().filter(|_| results.len() > 1) {
+        md.push_str(&format!(
+            "\nA {first}/... row is {first}'s figure divided by the other's: above 1 means more msg/s or records per CPU second, or more latency, CPU or memory.\n"
+        ));
+    }
+    for (name, result) in results {
+        md.push_str(&format!("\n{name}: {}\n", result.verdict));
+    }
+    let json = stem.with_extension("json");
+    let svg = stem.with_extension("svg");
+    let md_path = stem.with_extension("md");
+    let runs: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(name, r)| serde_json::json!({ "name": name, "run": r }))
+        .collect();
+    write_json(
+        &json,
+        &serde_json::json!({ "label": label, "notes": notes, "disk": disk, "runs": runs }),
+    )?;
+    report::runs_svg(&format!("loadgen compare: {label}"), &rows, &svg)?;
+    std::fs::write(&md_path, md)
+        .map_err(|error| format!("cannot write {}: {error}", md_path.display()))?;
+    println!("{table}");
+    println!(
+        "wrote {}, {} and {}",
+        json.display(),
+        svg.display(),
+        md_path.display()
+    );
+    Ok(results.iter().all(|(_, r)| r.pass))
 }
 
 fn finish_many(

@@ -214,6 +214,84 @@ pub fn table(rows: &[(String, &RunResult)]) -> String {
     out
 }
 
+/// The figures of a comparison, one row per broker, then (with two or more) the first
+/// broker's figure divided by each other's: msg/s achieved, produce and end-to-end latency
+/// percentiles, broker CPU, records per broker CPU second, broker memory.
+pub fn compare_table(rows: &[(String, &RunResult)]) -> String {
+    let mut out = String::from(
+        "| broker | msg/s acked | produce p50 / p99 / p99.9 ms | e2e p50 / p99 / p99.9 ms | broker CPU s | records per broker CPU s | broker RSS / peak MiB | checks | verdict |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let figures = |r: &RunResult| -> [Option<f64>; 11] {
+        let p = r.produce_latency.as_ref();
+        let e = r.end_to_end_latency.as_ref();
+        let mib = |b: Option<u64>| b.map(|b| b as f64 / (1024.0 * 1024.0));
+        [
+            Some(r.produced.records_per_s),
+            p.map(|l| l.p50_ms),
+            p.map(|l| l.p99_ms),
+            p.map(|l| l.p999_ms),
+            e.map(|l| l.p50_ms),
+            e.map(|l| l.p99_ms),
+            e.map(|l| l.p999_ms),
+            r.cpu.broker_s,
+            r.cpu.records_per_broker_cpu_s,
+            mib(r.cpu.broker_rss_bytes),
+            mib(r.cpu.broker_peak_rss_bytes),
+        ]
+    };
+    let row = |f: &[Option<f64>; 11], decimals: [usize; 11]| -> Vec<String> {
+        f.iter()
+            .zip(decimals)
+            .map(|(v, d)| v.map_or("-".to_string(), |v| format!("{v:.d$}")))
+            .collect()
+    };
+    const FIGURES: [usize; 11] = [0, 2, 2, 2, 2, 2, 2, 1, 0, 0, 0];
+    const RATIOS: [usize; 11] = [2; 11];
+    let line = |name: &str, c: &[String], checks: &str, verdict: &str| {
+        format!(
+            "| {name} | {} | {} / {} / {} | {} / {} / {} | {} | {} | {} / {} | {checks} | {verdict} |\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]
+        )
+    };
+    for (name, r) in rows {
+        let checks = if !r.checks.checked {
+            "not checked".to_string()
+        } else if r.checks.clean() {
+            "all delivered once, in order".to_string()
+        } else {
+            format!(
+                "{} missing, {} repeated, {} out of order, {} errors",
+                r.checks.missing,
+                r.checks.repeated,
+                r.checks.out_of_order,
+                r.checks.errors.len()
+            )
+        };
+        let verdict = if r.pass { "PASS" } else { "FAIL" };
+        out.push_str(&line(name, &row(&figures(r), FIGURES), &checks, verdict));
+    }
+    if let Some(((first_name, first), others)) = rows.split_first() {
+        let first = figures(first);
+        for (name, r) in others {
+            let other = figures(r);
+            let mut ratio = [None; 11];
+            for (at, slot) in ratio.iter_mut().enumerate() {
+                *slot = first[at]
+                    .zip(other[at])
+                    .filter(|(_, b)| *b > 0.0)
+                    .map(|(a, b)| a / b);
+            }
+            out.push_str(&line(
+                &format!("{first_name}/{name}"),
+                &row(&ratio, RATIOS),
+                "",
+                "",
+            ));
+        }
+    }
+    out
+}
+
 /// Throughput and produce p99 of each run, side by side.
 pub fn runs_svg(title: &str, rows: &[(String, &RunResult)], path: &Path) -> Result<(), String> {
     let root = SVGBackend::new(path, (WIDTH, 700)).into_drawing_area();

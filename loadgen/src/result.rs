@@ -138,6 +138,10 @@ pub struct Cpu {
     /// Acknowledged records per broker CPU second: the figure that survives a change of
     /// machine.
     pub records_per_broker_cpu_s: Option<f64>,
+    /// A local broker process's resident memory when the window ended (VmRSS), and the
+    /// most it ever held (VmHWM), in bytes; none for an embedded or remote broker.
+    pub broker_rss_bytes: Option<u64>,
+    pub broker_peak_rss_bytes: Option<u64>,
 }
 
 /// What the embedded broker's storage did in the measured window (from its own counters),
@@ -280,6 +284,8 @@ pub struct RunResult {
     pub verdict: String,
     pub series: Vec<Second>,
 }
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 impl RunResult {
     #[allow(clippy::too_many_arguments)]
@@ -425,6 +431,14 @@ impl RunResult {
                 "cpu        loadgen {:.1} s; broker not local (give --broker-pid)\n",
                 self.cpu.loadgen_s.unwrap_or(f64::NAN)
             )),
+        }
+        if let (Some(rss), Some(peak)) = (self.cpu.broker_rss_bytes, self.cpu.broker_peak_rss_bytes)
+        {
+            out.push_str(&format!(
+                "memory     broker resident {:.0} MiB at the window's end, peak {:.0} MiB\n",
+                rss as f64 / MIB,
+                peak as f64 / MIB
+            ));
         }
         if let Some(storage) = &self.storage {
             out.push_str(&format!(

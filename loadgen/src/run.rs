@@ -42,6 +42,30 @@ impl BrokerProcess {
             BrokerProcess::Remote => None,
         }
     }
+
+    /// Resident and peak resident bytes of a local broker process.
+    fn memory(&self) -> (Option<u64>, Option<u64>) {
+        match self {
+            BrokerProcess::Pid(pid) => (
+                process_memory(*pid, "VmRSS:"),
+                process_memory(*pid, "VmHWM:"),
+            ),
+            BrokerProcess::Embedded | BrokerProcess::Remote => (None, None),
+        }
+    }
+}
+
+/// A "kB" line of /proc/PID/status, in bytes.
+fn process_memory(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line[field.len()..]
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// CPU seconds of loadgen's own threads (main and runtime threads are named "loadgen").
@@ -217,6 +241,7 @@ pub async fn run(
     let mut series = Vec::new();
     let mut cpu_from: Option<(Option<f64>, Option<f64>, i64)> = None;
     let mut cpu_until = None;
+    let mut memory_at_end = (None, None);
     let storage_totals =
         || matches!(broker, BrokerProcess::Embedded).then(engine::storage::stats::totals);
     let (mut storage_from, mut storage_until) = (None, None);
@@ -232,6 +257,7 @@ pub async fn run(
         }
         if cpu_until.is_none() && now >= stop_us {
             cpu_until = Some((broker.cpu(), loadgen_cpu(), now));
+            memory_at_end = broker.memory();
             storage_until = storage_totals();
         }
         let acked = stats.acked.load(Ordering::Relaxed);
@@ -303,7 +329,10 @@ pub async fn run(
         .map(|t| t.finished_us)
         .max()
         .unwrap_or(stop_us);
-    let cpu_until = cpu_until.unwrap_or_else(|| (broker.cpu(), loadgen_cpu(), now_us()));
+    let cpu_until = cpu_until.unwrap_or_else(|| {
+        memory_at_end = broker.memory();
+        (broker.cpu(), loadgen_cpu(), now_us())
+    });
     let storage_until = storage_until.or_else(storage_totals);
 
     // Consumers catch up with everything acknowledged.
@@ -375,6 +404,8 @@ pub async fn run(
                 records_per_broker_cpu_s: broker_s
                     .filter(|s| *s > 0.0)
                     .map(|s| acked_in_window / s),
+                broker_rss_bytes: memory_at_end.0,
+                broker_peak_rss_bytes: memory_at_end.1,
             }
         }
         None => Cpu::default(),

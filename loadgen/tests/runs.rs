@@ -183,3 +183,61 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("--compression brotli"), "{stderr}");
 }
+
+#[test]
+fn compare_writes_one_row_per_broker_the_ratios_and_the_notes() {
+    let data = tempfile::tempdir().unwrap();
+    let broker = broker(data.path());
+    let out = tempfile::tempdir().unwrap();
+    // The same broker twice: once as a local process (this test's, for CPU and memory), once
+    // as a remote one (no CPU or memory figures).
+    let local = format!("local={}@{}", broker.address, std::process::id());
+    let remote = format!("remote={}", broker.address);
+    let compared = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["compare", "--target", &local, "--target", &remote])
+        .args(["--note", "both are one embedded ringlog"])
+        .args(["--rate", "5000", "--duration", "1s", "--warmup", "200ms"])
+        .args(["--partitions", "2", "--p99-target-ms", "10000", "--quiet"])
+        .args(["--name", "pair", "--out"])
+        .arg(out.path())
+        .output()
+        .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&compared.stdout);
+    assert!(
+        compared.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&compared.stderr)
+    );
+    let md = std::fs::read_to_string(out.path().join("pair.md")).unwrap();
+    assert!(md.contains("- both are one embedded ringlog\n"), "{md}");
+    let row = |name: &str| -> Vec<String> {
+        let line = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no row {name}:\n{md}"));
+        line.split('|').map(|c| c.trim().to_string()).collect()
+    };
+    let (local_row, remote_row, ratio) = (row("local"), row("remote"), row("local/remote"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("pair.json")).unwrap()).unwrap();
+    assert_eq!(json["notes"][0], "both are one embedded ringlog");
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let rate = |at: usize| {
+        runs[at]["run"]["produced"]["records_per_s"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(local_row[2], format!("{:.0}", rate(0)));
+    assert_eq!(ratio[2], format!("{:.2}", rate(0) / rate(1)));
+    // Memory and CPU only for the local process, from /proc.
+    let cpu = &runs[0]["run"]["cpu"];
+    assert!(cpu["broker_rss_bytes"].as_u64().unwrap() > 1 << 20, "{cpu}");
+    assert!(cpu["broker_peak_rss_bytes"].as_u64() >= cpu["broker_rss_bytes"].as_u64());
+    assert!(runs[1]["run"]["cpu"]["broker_rss_bytes"].is_null());
+    assert_eq!(remote_row[5], "-", "no CPU seconds for a remote broker");
+    assert_eq!(remote_row[7], "- / -", "no memory for a remote broker");
+    assert_eq!(ratio[7], "- / -");
+    assert_eq!(local_row[8], "all delivered once, in order");
+    broker.shutdown();
+}
