@@ -69,7 +69,9 @@ bin="target/$PROFILE"
 work=$(mktemp -d)
 pids=()
 kafka_dir=""
+kafka_pid=""
 cleanup() {
+    for pid in "${pids[@]}" $kafka_pid; do kill -CONT "$pid" 2> /dev/null || true; done
     for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done
     [ -n "$kafka_dir" ] && "$tools" stop "$kafka_dir" 2> /dev/null || true
     docker rm -f ringlog-compare-kafka > /dev/null 2>&1 || true
@@ -112,7 +114,6 @@ wait_port "$ringlog_port" || fail "ringlog did not listen on $ringlog_port: $(ta
 echo "ringlog on 127.0.0.1:$ringlog_port (pid $ringlog_pid)"
 
 kafka_port=$(free_port)
-kafka_pid=""
 kafka_props() {
     cat << PROPS
 process.roles=broker,controller
@@ -169,7 +170,8 @@ rm -f "$OUT/$NAME.json" "$OUT/$NAME.md" "$OUT/$NAME.svg"
     --note "$durability" \
     --note "ringlog $(git rev-parse --short HEAD) ($PROFILE build): ringlog serve, one shard per core, group.initial.rebalance.delay.ms 0 as Kafka's, every other setting at its default" \
     --note "Apache Kafka from $kafka_from" \
-    --note "both brokers ran throughout on this machine, sharing its $(nproc) cores with the load generator; each was driven in turn" \
+    --note "both brokers ran on this machine, sharing its $(nproc) cores with the load generator; each was driven in turn while the other was stopped (SIGSTOP), so an idle broker took no CPU from the measured one" \
+    --freeze-others \
     --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" --partitions "$PARTITIONS" \
     --message-bytes "$MESSAGE_BYTES" --batch-bytes "$BATCH" --compression "$COMPRESSION" \
     --acks "$acks" --out "$OUT" --name "$NAME" "${disk_args[@]}" ${LOADGEN_FLAGS:-} \
@@ -189,6 +191,9 @@ if [ "$PERF_TOOLS" = 1 ]; then
     for broker in ringlog kafka; do
         port=$([ "$broker" = ringlog ] && echo "$ringlog_port" || echo "$kafka_port")
         address="127.0.0.1:$port"
+        # As for loadgen's runs: the other broker stopped while one is measured.
+        other_pid=$([ "$broker" = ringlog ] && echo "$kafka_pid" || echo "$ringlog_pid")
+        [ -n "$other_pid" ] && kill -STOP "$other_pid"
         "$tools" kafka-topics --bootstrap-server "$address" --create --topic perf-test \
             --partitions "$PARTITIONS" > /dev/null \
             || fail "kafka-topics could not create perf-test on $broker"
@@ -204,6 +209,7 @@ if [ "$PERF_TOOLS" = 1 ]; then
         echo "$broker: ${consumer_command[*]}"
         "$tools" "${consumer_command[@]}" > "$work/$broker-consumer-perf.txt" 2> "$work/$broker-consumer-perf.err" \
             || { status=1; echo "kafka-compare: kafka-consumer-perf-test failed against $broker" >&2; }
+        [ -n "$other_pid" ] && kill -CONT "$other_pid"
         printf '%s\n' "${producer_command[*]}" > "$work/$broker-producer-perf.cmd"
         printf '%s\n' "${consumer_command[*]}" > "$work/$broker-consumer-perf.cmd"
     done

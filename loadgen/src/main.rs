@@ -62,6 +62,11 @@ enum Command {
         /// result beside the brokers' figures.
         #[arg(long)]
         disk_probe_dir: Option<PathBuf>,
+        /// While one broker is driven, stop the other local brokers (SIGSTOP, and SIGCONT
+        /// after), so that an idle broker's timers and garbage collector take no CPU from
+        /// the measured one on a shared machine.
+        #[arg(long)]
+        freeze_others: bool,
         #[command(flatten)]
         workload: WorkloadArgs,
         #[command(flatten)]
@@ -452,12 +457,14 @@ fn main() {
             targets,
             notes,
             disk_probe_dir,
+            freeze_others,
             workload,
             output,
         }) => compare(
             &targets,
             &notes,
             disk_probe_dir.as_deref(),
+            freeze_others,
             &workload,
             &output,
         ),
@@ -500,10 +507,11 @@ fn compare(
     targets: &[String],
     notes: &[String],
     disk_probe_dir: Option<&Path>,
+    freeze_others: bool,
     base: &WorkloadArgs,
     output: &Output,
 ) -> Result<bool, Failure> {
-    let mut results = Vec::new();
+    let mut parsed = Vec::new();
     for spec in targets {
         let (name, address) = spec
             .split_once('=')
@@ -526,12 +534,29 @@ fn compare(
             no_fsync: false,
             disk_probe: false,
         };
-        let result = run_one(&target, base.workload()?, name, output.quiet)?;
+        parsed.push((name, target));
+    }
+    let pids_except = |skip: Option<usize>| -> Vec<u32> {
+        if !freeze_others {
+            return Vec::new();
+        }
+        parsed
+            .iter()
+            .enumerate()
+            .filter(|(at, _)| Some(*at) != skip)
+            .filter_map(|(_, (_, target))| target.broker_pid)
+            .collect()
+    };
+    let mut results = Vec::new();
+    for (at, (name, target)) in parsed.iter().enumerate() {
+        let _frozen = Frozen::stop(pids_except(Some(at)))?;
+        let result = run_one(target, base.workload()?, name, output.quiet)?;
         println!("{}", result.summary());
         results.push((name.to_string(), result));
     }
     let mut disk = Vec::new();
     if let Some(dir) = disk_probe_dir {
+        let _frozen = Frozen::stop(pids_except(None))?;
         for write_bytes in [4096, 256 * 1024] {
             let ceiling = loadgen::disk::measure(dir, write_bytes).map_err(|error| {
                 Failure::Run(format!("disk probe in {}: {error}", dir.display()))
@@ -540,6 +565,35 @@ fn compare(
         }
     }
     Ok(finish_compare(&results, notes, &disk, output)?)
+}
+
+/// Processes stopped with SIGSTOP until this is dropped (SIGCONT), also on an error.
+struct Frozen(Vec<u32>);
+
+impl Frozen {
+    fn stop(pids: Vec<u32>) -> Result<Frozen, Failure> {
+        let mut frozen = Frozen(Vec::new());
+        for pid in pids {
+            // SAFETY: kill(2) with a pid and a signal number has no memory effects.
+            if unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) } != 0 {
+                return Err(Failure::Run(format!(
+                    "cannot stop broker process {pid} while another is measured: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            frozen.0.push(pid);
+        }
+        Ok(frozen)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            // SAFETY: as in `stop`.
+            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGCONT) };
+        }
+    }
 }
 
 /// A comparison's result: JSON (notes, disk, every run), the table with ratios as

@@ -246,7 +246,6 @@ pub fn compare_table(rows: &[(String, &RunResult)]) -> String {
             .collect()
     };
     const FIGURES: [usize; 11] = [0, 2, 2, 2, 2, 2, 2, 1, 0, 0, 0];
-    const RATIOS: [usize; 11] = [2; 11];
     let line = |name: &str, c: &[String], checks: &str, verdict: &str| {
         format!(
             "| {name} | {} | {} / {} / {} | {} / {} / {} | {} | {} | {} / {} | {checks} | {verdict} |\n",
@@ -281,15 +280,23 @@ pub fn compare_table(rows: &[(String, &RunResult)]) -> String {
                     .filter(|(_, b)| *b > 0.0)
                     .map(|(a, b)| a / b);
             }
-            out.push_str(&line(
-                &format!("{first_name}/{name}"),
-                &row(&ratio, RATIOS),
-                "",
-                "",
-            ));
+            let cells: Vec<String> = ratio.iter().map(|r| ratio_cell(*r)).collect();
+            out.push_str(&line(&format!("{first_name}/{name}"), &cells, "", ""));
         }
     }
     out
+}
+
+/// A ratio with two decimals, or two significant digits below 0.1 (0.00064, not 0.00).
+fn ratio_cell(ratio: Option<f64>) -> String {
+    match ratio {
+        None => "-".to_string(),
+        Some(r) if r >= 0.1 || r == 0.0 => format!("{r:.2}"),
+        Some(r) => {
+            let decimals = (1.0 - r.log10().floor()) as usize;
+            format!("{r:.decimals$}")
+        }
+    }
 }
 
 /// Throughput and produce p99 of each run, side by side.

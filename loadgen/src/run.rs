@@ -80,6 +80,31 @@ fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
+/// The log end offset of each partition. A broker that has just created the topic may not
+/// lead its partitions yet (Kafka answers NOT_LEADER_OR_FOLLOWER or LEADER_NOT_AVAILABLE
+/// for a moment after CreateTopics returns): retried, as a Kafka client does, for 20 s.
+async fn log_ends(
+    client: &mut Client,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<Vec<(i32, i64)>, String> {
+    use protocol::client::ClientError;
+    // UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER.
+    const NOT_YET: [i16; 3] = [3, 5, 6];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match client.list_offsets(topic, partitions, -1).await {
+            Ok(ends) => return Ok(ends),
+            Err(ClientError::Refused { code, .. })
+                if NOT_YET.contains(&code) && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+}
+
 /// Creates the topic if it does not exist; returns its partition count.
 async fn ensure_topic(client: &mut Client, workload: &Workload) -> Result<i32, String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -163,10 +188,7 @@ pub async fn run(
         .version_for::<ProduceRequest>(9)
         .map_err(|error| error.to_string())?;
     let all: Vec<i32> = (0..partitions).collect();
-    let ends = admin
-        .list_offsets(&workload.topic, &all, -1)
-        .await
-        .map_err(|error| error.to_string())?;
+    let ends = log_ends(&mut admin, &workload.topic, &all).await?;
     let workload = Arc::new(workload);
 
     let done = Arc::new(AtomicBool::new(false));
