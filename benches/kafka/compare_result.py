@@ -13,6 +13,7 @@ it; each tool must have sent and read back all RECORDS records without an error.
 Exits 1, naming each problem, when a check fails.
 """
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -121,6 +122,14 @@ def add_tools(result, stem, work, records):
     def cell(value, decimals):
         return "-" if value is None else f"{value:,.{decimals}f}"
 
+    def ratio_cell(value):
+        """Two decimals, or two significant digits below 0.1 (0.0026, not 0.00)."""
+        if value is None:
+            return "-"
+        if value >= 0.1 or value == 0:
+            return f"{value:.2f}"
+        return f"{value:.{1 - math.floor(math.log10(value))}f}"
+
     def figures(broker):
         p = tools[broker]["producer"]["summary"] or {}
         c = tools[broker]["consumer"]["summary"] or {}
@@ -148,7 +157,7 @@ def add_tools(result, stem, work, records):
     ratio = [
         None if a is None or not b else a / b for a, b in zip(figures("ringlog"), figures("kafka"))
     ]
-    r = [cell(v, 2) for v in ratio]
+    r = [ratio_cell(v) for v in ratio]
     md.append(f"| ringlog/kafka | {r[0]} | {r[1]} | {r[2]} / {r[3]} / {r[4]} / {r[5]} | {r[6]} | {r[7]} |")
     md.append("")
     md.append("Checks: " + ("; ".join(problems) if problems else
