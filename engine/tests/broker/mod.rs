@@ -70,6 +70,7 @@ impl BrokerProcess {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            wait_until_unbound(&self.address);
         }
     }
 
@@ -103,6 +104,19 @@ impl BrokerProcess {
 impl Drop for BrokerProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Waits until nothing listens on `address` any more. A killed broker's listening sockets
+/// can outlive its process for a moment (io_uring tears a ring down, and lets go of the
+/// files its operations hold, after the process is reaped); a new broker binding the port
+/// meanwhile shares it through SO_REUSEPORT, and a connection the kernel hands to the old
+/// socket is reset when that socket closes. A bind without SO_REUSEPORT succeeds only once
+/// every socket on the port is gone.
+fn wait_until_unbound(address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpListener::bind(address).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
