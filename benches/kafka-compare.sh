@@ -122,23 +122,7 @@ wait_port "$ringlog_port" || fail "ringlog did not listen on $ringlog_port: $(ta
 echo "ringlog on 127.0.0.1:$ringlog_port (pid $ringlog_pid)"
 
 kafka_port=$(free_port)
-kafka_props() {
-    cat << PROPS
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$((kafka_port + 1))
-listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$((kafka_port + 1))
-advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-group.initial.rebalance.delay.ms=0
-PROPS
-    if [ "$DURABLE" = 1 ]; then echo "log.flush.interval.messages=1"; fi
-}
+kafka_props() { "$tools" properties "$kafka_port" "$1" "$kafka_mode"; }
 if [ -n "${KAFKA_HOME:-}" ] && [ -x "$KAFKA_HOME/bin/kafka-server-start.sh" ]; then
     kafka_props "$work/kafka-logs" > "$work/kafka.properties"
     "$KAFKA_HOME/bin/kafka-storage.sh" format -t "$("$KAFKA_HOME/bin/kafka-storage.sh" random-uuid)" \
@@ -152,7 +136,7 @@ elif command -v docker > /dev/null && docker info > /dev/null 2>&1 \
     && { docker image inspect "$KAFKA_IMAGE" > /dev/null 2>&1 || docker pull -q "$KAFKA_IMAGE" > /dev/null 2>&1; }; then
     env_args=()
     while IFS='=' read -r key value; do
-        [ -z "$key" ] && continue
+        case "$key" in "" | \#*) continue ;; esac
         env_args+=(-e "KAFKA_$(echo "$key" | tr 'a-z.' 'A-Z_')=$value")
     done < <(kafka_props /tmp/kafka-logs)
     docker run -d --name ringlog-compare-kafka --network host "${env_args[@]}" \

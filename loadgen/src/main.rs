@@ -500,7 +500,7 @@ fn sweep(target: &Target, base: &WorkloadArgs, output: &Output) -> Result<bool, 
             }
         }
     }
-    Ok(finish_many("sweep", "loadgen sweep", &results, output)?)
+    Ok(finish_sweep(&results, output)?)
 }
 
 fn compare(
@@ -657,13 +657,9 @@ fn finish_compare(
     Ok(results.iter().all(|(_, r)| r.pass))
 }
 
-fn finish_many(
-    kind: &str,
-    title: &str,
-    results: &[(String, RunResult)],
-    output: &Output,
-) -> Result<bool, String> {
-    let stem = file_stem(output, format!("{kind}-{}", timestamp()))?;
+fn finish_sweep(results: &[(String, RunResult)], output: &Output) -> Result<bool, String> {
+    let title = "loadgen sweep";
+    let stem = file_stem(output, format!("sweep-{}", timestamp()))?;
     let rows: Vec<(String, &RunResult)> = results.iter().map(|(n, r)| (n.clone(), r)).collect();
     let table = report::table(&rows);
     let json = stem.with_extension("json");
@@ -674,14 +670,10 @@ fn finish_many(
     let label = results
         .first()
         .map(|(_, r)| {
-            if kind == "sweep" {
-                format!(
-                    "{}; each run's batch size, compression and acks as named",
-                    r.workload.label_without_swept()
-                )
-            } else {
-                r.workload.label()
-            }
+            format!(
+                "{}; each run's batch size, compression and acks as named",
+                r.workload.label_without_swept()
+            )
         })
         .unwrap_or_default();
     report::runs_svg(&format!("{title}: {label}"), &rows, &svg)?;
