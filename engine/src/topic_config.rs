@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use protocol::record_batch::Compression;
+
 use crate::storage::LogConfig;
 
 /// What the broker does with a producer's batches before storing them.
@@ -13,10 +15,9 @@ use crate::storage::LogConfig;
 pub enum TopicCompression {
     /// Store batches as the producer sent them.
     Producer,
-    /// Decompress compressed batches before storing them.
-    Uncompressed,
-    /// Compress uncompressed batches with zstd before storing them.
-    Zstd,
+    /// Store every batch with this codec (`None`: uncompressed): a batch sent with another
+    /// codec is decompressed and compressed again, as Kafka does.
+    Codec(Compression),
 }
 
 /// Which timestamp records keep.
@@ -89,14 +90,14 @@ fn apply(settings: &mut TopicSettings, name: &str, value: &str) -> Result<(), St
         "compression.type" => {
             settings.compression = match value {
                 "producer" => TopicCompression::Producer,
-                "zstd" => TopicCompression::Zstd,
-                "uncompressed" => TopicCompression::Uncompressed,
-                "gzip" | "lz4" | "snappy" => {
-                    return Err(format!(
-                        "compression.type={value} is not implemented by ringlog yet: use 'producer', 'uncompressed' or 'zstd'"
-                    ))
-                }
-                other => return Err(format!("compression.type={other} is not a compression type")),
+                "uncompressed" => TopicCompression::Codec(Compression::None),
+                "gzip" => TopicCompression::Codec(Compression::Gzip),
+                "snappy" => TopicCompression::Codec(Compression::Snappy),
+                "lz4" => TopicCompression::Codec(Compression::Lz4),
+                "zstd" => TopicCompression::Codec(Compression::Zstd),
+                other => return Err(format!(
+                    "compression.type={other} is not a compression type: use uncompressed, zstd, lz4, snappy, gzip or producer"
+                )),
             }
         }
         "message.timestamp.type" => {
@@ -138,7 +139,10 @@ mod tests {
         assert_eq!(settings.log.retention_ms, Some(60_000));
         assert_eq!(settings.log.retention_bytes, None);
         assert_eq!(settings.log.segment_bytes, 1_048_576);
-        assert_eq!(settings.compression, TopicCompression::Zstd);
+        assert_eq!(
+            settings.compression,
+            TopicCompression::Codec(Compression::Zstd)
+        );
         assert_eq!(settings.timestamp_type, TimestampType::LogAppendTime);
         let forever =
             topic_settings(&LogConfig::default(), &configs(&[("retention.ms", "-1")])).unwrap();

@@ -256,6 +256,45 @@ fn kafka_console_producer_and_consumer_round_trip_keys() {
     );
 }
 
+/// Batches the broker compressed itself (topics with compression.type gzip, snappy, lz4 and
+/// zstd, produced uncompressed and with another codec) are read by Kafka's console consumer.
+#[test]
+fn kafka_console_consumer_reads_batches_the_broker_compressed() {
+    let broker = BrokerProcess::start(2);
+    let mut expected = Vec::new();
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("compressed-{codec}");
+        let config = format!("compression.type={codec}");
+        let (ok, _, err) = broker.cli(&["topic", "create", &topic, "-c", &config], "");
+        assert!(ok, "{err}");
+        for sent in ["none", "gzip"] {
+            let input: String = (0..3)
+                .map(|i| format!("{codec} topic, sent {sent}, record {i}\n"))
+                .collect();
+            let (ok, _, err) = broker.cli(&["produce", &topic, "--compression", sent], &input);
+            assert!(ok, "{err}");
+            expected.extend(input.lines().map(str::to_string));
+        }
+    }
+    let max_messages = expected.len().to_string();
+    let (out, err) = tool_outputs(
+        "kafka-console-consumer",
+        &broker,
+        &[
+            "--include",
+            "compressed-.*",
+            "--from-beginning",
+            "--max-messages",
+            &max_messages,
+        ],
+        "",
+    );
+    let mut got = lines(&out);
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "{err}");
+}
+
 #[test]
 fn kafka_consumer_groups_list_describe_and_reset_offsets() {
     let broker = BrokerProcess::start_with(2, &["--group-initial-rebalance-delay-ms", "0"]);

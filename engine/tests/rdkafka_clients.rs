@@ -390,61 +390,71 @@ async fn idempotent_producer_delivers_each_message_once_in_order() {
     );
 }
 
-/// A topic with compression.type=uncompressed stores every producer codec's batches
-/// decompressed; consumers read the same messages back.
+/// A topic with compression.type set stores every batch with that codec, whatever codec
+/// the producer used (recompressed as Kafka does; `uncompressed` decompresses); consumers
+/// read the same messages back, in order.
 #[tokio::test]
-async fn uncompressed_topics_store_batches_of_every_codec_decompressed() {
+async fn topic_compression_stores_batches_of_every_codec_with_the_topic_codec() {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::{FetchRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
     use protocol::record_batch::{BatchHeader, Compression};
 
     let broker = BrokerProcess::start(2);
-    create_topic(&broker, "plain", 1, &[("compression.type", "uncompressed")])
-        .await
-        .expect("topic created");
-    let mut expected = Vec::new();
-    for codec in ["gzip", "lz4", "snappy", "zstd"] {
-        let producer = producer(&broker, &[("compression.type", codec), ("linger.ms", "20")]);
-        let values: Vec<String> = (0..50)
-            .map(|i| format!("{codec} payment {i} {}", "x".repeat(60)))
-            .collect();
-        let sends = values
-            .iter()
-            .map(|value| producer.send(FutureRecord::<(), _>::to("plain").payload(value), TIMEOUT));
-        for delivered in futures_util::future::join_all(sends).await {
-            delivered.expect("delivered");
-        }
-        expected.extend(values);
-    }
-    let consumer = consumer_from_beginning(&broker, "plain", 1);
-    let received: Vec<String> = consume(&consumer, expected.len())
-        .into_iter()
-        .map(|(_, _, _, value)| value)
-        .collect();
-    assert_eq!(received, expected);
-    // Every stored batch is uncompressed.
     let mut client = protocol::client::Client::connect(&broker.address, "check")
         .await
         .unwrap();
-    let fetch = FetchRequest::default()
-        .with_max_bytes(16 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_static_str("plain")))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_partition_max_bytes(16 << 20)])]);
-    let response = client.send(&fetch).await.unwrap();
-    let records = response.responses[0].partitions[0].records.clone().unwrap();
-    let mut at = 0;
-    let mut batches = 0;
-    while at < records.len() {
-        let header = BatchHeader::parse(&records[at..]).unwrap();
-        assert_eq!(header.compression().unwrap(), Compression::None);
-        at += header.total_bytes();
-        batches += 1;
+    for (topic_codec, stored_as) in [
+        ("uncompressed", Compression::None),
+        ("gzip", Compression::Gzip),
+        ("snappy", Compression::Snappy),
+        ("lz4", Compression::Lz4),
+        ("zstd", Compression::Zstd),
+    ] {
+        let topic = format!("stored-{topic_codec}");
+        create_topic(&broker, &topic, 1, &[("compression.type", topic_codec)])
+            .await
+            .expect("topic created");
+        let mut expected = Vec::new();
+        for codec in ["none", "gzip", "lz4", "snappy", "zstd"] {
+            let producer = producer(&broker, &[("compression.type", codec), ("linger.ms", "20")]);
+            let values: Vec<String> = (0..50)
+                .map(|i| format!("{codec} payment {i} {}", "x".repeat(60)))
+                .collect();
+            let sends = values.iter().map(|value| {
+                producer.send(FutureRecord::<(), _>::to(&topic).payload(value), TIMEOUT)
+            });
+            for delivered in futures_util::future::join_all(sends).await {
+                delivered.expect("delivered");
+            }
+            expected.extend(values);
+        }
+        let consumer = consumer_from_beginning(&broker, &topic, 1);
+        let received: Vec<String> = consume(&consumer, expected.len())
+            .into_iter()
+            .map(|(_, _, _, value)| value)
+            .collect();
+        assert_eq!(received, expected, "{topic}");
+        // Every stored batch has the topic's codec.
+        let fetch = FetchRequest::default()
+            .with_max_bytes(16 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.clone())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_partition_max_bytes(16 << 20)])]);
+        let response = client.send(&fetch).await.unwrap();
+        let records = response.responses[0].partitions[0].records.clone().unwrap();
+        let mut at = 0;
+        let mut batches = 0;
+        while at < records.len() {
+            let header = BatchHeader::parse(&records[at..]).unwrap();
+            assert_eq!(header.compression().unwrap(), stored_as, "{topic}");
+            at += header.total_bytes();
+            batches += 1;
+        }
+        assert!(batches >= 5, "{topic}: {batches} batches");
     }
-    assert!(batches >= 4);
 }
 
 /// librdkafka with idempotence and 5 requests in flight per connection, small batches, and

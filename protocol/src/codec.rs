@@ -30,9 +30,9 @@ pub fn compress_zstd(batch: &[u8], header: &BatchHeader) -> std::io::Result<Vec<
     compress(batch, header, Compression::Zstd)
 }
 
-/// The batch with its records compressed by `codec` as Kafka's clients do (gzip, the LZ4
-/// frame format, zstd; fast levels). The batch must be valid and uncompressed. Snappy is
-/// not offered (no client-side use here).
+/// The batch with its records compressed by `codec` as Kafka's Java client does (gzip, the
+/// LZ4 frame format with independent blocks, zstd, fast levels; snappy in xerial framing with 32 KiB blocks, which
+/// every client reads). The batch must be valid and uncompressed.
 pub fn compress(
     batch: &[u8],
     header: &BatchHeader,
@@ -52,7 +52,14 @@ pub fn compress(
             1
         }
         Compression::Lz4 => {
-            let mut encoder = lz4::EncoderBuilder::new().level(1).build(out)?;
+            // As Kafka's Java producer writes LZ4 frames: 64 KiB independent blocks and no
+            // content checksum (the Java client refuses linked blocks).
+            let mut encoder = lz4::EncoderBuilder::new()
+                .level(1)
+                .block_size(lz4::BlockSize::Max64KB)
+                .block_mode(lz4::BlockMode::Independent)
+                .checksum(lz4::ContentChecksum::NoChecksum)
+                .build(out)?;
             encoder.write_all(records)?;
             let (written, result) = encoder.finish();
             result?;
@@ -64,10 +71,16 @@ pub fn compress(
             COMPRESSION_ZSTD
         }
         Compression::Snappy => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "snappy compression is not implemented",
-            ))
+            out.extend_from_slice(SNAPPY_JAVA_MAGIC);
+            out.extend_from_slice(&SNAPPY_JAVA_VERSION.to_be_bytes());
+            out.extend_from_slice(&SNAPPY_JAVA_VERSION.to_be_bytes());
+            let mut encoder = snap::raw::Encoder::new();
+            for block in records.chunks(SNAPPY_JAVA_BLOCK_BYTES) {
+                let compressed = encoder.compress_vec(block).map_err(std::io::Error::other)?;
+                out.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+                out.extend_from_slice(&compressed);
+            }
+            2
         }
     };
     let batch_length = (out.len() - LOG_OVERHEAD_BYTES) as i32;
@@ -106,6 +119,10 @@ pub enum DecompressError {
 /// Xerial snappy framing, as the Java client writes it: magic, version, compatible version.
 const SNAPPY_JAVA_MAGIC: &[u8] = b"\x82SNAPPY\x00";
 const SNAPPY_JAVA_HEADER_BYTES: usize = 16;
+/// The framing version (and compatible version) xerial writes.
+const SNAPPY_JAVA_VERSION: i32 = 1;
+/// xerial's default block size, as Kafka's Java producer uses it.
+const SNAPPY_JAVA_BLOCK_BYTES: usize = 32 * 1024;
 
 /// The records section of `batch`, decompressed, at most `max_bytes`.
 pub fn decompress_records(
@@ -235,12 +252,23 @@ mod tests {
     #[test]
     fn every_client_codec_round_trips() {
         let mut builder = RecordBatchBuilder::new(10);
-        for i in 0..100 {
-            builder.push(None, Some(format!("{{\"n\":{i}}}").as_bytes()), 10);
+        // About 90 KiB of records: several snappy blocks.
+        for i in 0..3000 {
+            builder.push(
+                None,
+                Some(format!("{{\"n\":{i},\"pad\":\"abcdefgh\"}}").as_bytes()),
+                10,
+            );
         }
         let batch = builder.finish();
+        assert!(batch.len() > 2 * SNAPPY_JAVA_BLOCK_BYTES);
         let header = validate_batch(&batch, MAX_BATCH_BYTES).unwrap();
-        for codec in [Compression::Gzip, Compression::Lz4, Compression::Zstd] {
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             let compressed = compress(&batch, &header, codec).unwrap();
             let compressed_header = validate_batch(&compressed, MAX_BATCH_BYTES).unwrap();
             assert_eq!(compressed_header.compression().unwrap(), codec);

@@ -332,6 +332,61 @@ fn check_records(batch: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Most bytes of records a batch may decompress to when the broker compresses it again (it
+/// may shrink below `max.message.bytes` after): a compression bomb stays bounded.
+const RECOMPRESS_INPUT_MAX: usize = 64 << 20;
+
+/// `batch` (valid, sent with `sent`) rewritten with the topic's codec `target`. Records
+/// that arrived compressed are checked once decompressed, as uncompressed ones were.
+fn recompress(
+    batch: &[u8],
+    header: &BatchHeader,
+    sent: Compression,
+    target: Compression,
+    max_bytes: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::MessageTooLarge,
+            "the batch's records, decompressed, exceed what the broker recompresses",
+        )
+    };
+    let plain_owned;
+    let (plain, plain_header) = if sent == Compression::None {
+        (batch, *header)
+    } else {
+        let input_max = if target == Compression::None {
+            max_bytes
+        } else {
+            max_bytes
+                .saturating_mul(8)
+                .clamp(max_bytes, RECOMPRESS_INPUT_MAX)
+        };
+        plain_owned =
+            codec::uncompress_batch(batch, header, input_max).map_err(|error| match error {
+                codec::DecompressError::TooLarge { .. } => too_large(),
+                corrupt => ApiError::new(ErrorCode::CorruptMessage, corrupt.to_string()),
+            })?;
+        check_records(&plain_owned)?;
+        if target == Compression::None {
+            return Ok(plain_owned);
+        }
+        let plain_header = BatchHeader::parse(&plain_owned).map_err(|error| {
+            ApiError::new(
+                ErrorCode::UnknownServerError,
+                format!("decompressed into an invalid batch: {error}"),
+            )
+        })?;
+        (&plain_owned[..], plain_header)
+    };
+    codec::compress(plain, &plain_header, target).map_err(|error| {
+        ApiError::new(
+            ErrorCode::UnknownServerError,
+            format!("{target:?} compression failed: {error}"),
+        )
+    })
+}
+
 /// Applies the topic's compression and timestamp type. A batch left as sent keeps the
 /// header it was validated with; a rewritten one (whose CRC this code computed) is parsed
 /// again.
@@ -350,30 +405,13 @@ fn transform(
     };
     let max_bytes = settings.log.max_message_bytes;
     let mut rewritten = true;
-    let mut out = match (settings.compression, compression) {
-        (TopicCompression::Zstd, Compression::None) => {
-            let compressed = codec::compress_zstd(batch, header).map_err(|error| {
-                ApiError::new(
-                    ErrorCode::UnknownServerError,
-                    format!("zstd compression failed: {error}"),
-                )
-            })?;
-            if compressed.len() > max_bytes {
+    let mut out = match settings.compression {
+        TopicCompression::Codec(target) if target != compression => {
+            let stored = recompress(batch, header, compression, target, max_bytes)?;
+            if stored.len() > max_bytes {
                 return Err(too_large());
             }
-            BytesMut::from(&compressed[..])
-        }
-        (TopicCompression::Uncompressed, codec_used) if codec_used != Compression::None => {
-            let plain =
-                codec::uncompress_batch(batch, header, max_bytes).map_err(|error| match error {
-                    codec::DecompressError::TooLarge { .. } => too_large(),
-                    corrupt => ApiError::new(ErrorCode::CorruptMessage, corrupt.to_string()),
-                })?;
-            if plain.len() > max_bytes {
-                return Err(too_large());
-            }
-            check_records(&plain)?;
-            BytesMut::from(&plain[..])
+            BytesMut::from(&stored[..])
         }
         _ => {
             rewritten = false;

@@ -7,7 +7,7 @@ use clap::Args;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::ProduceRequest;
 use protocol::partitioner::partition_for_key;
-use protocol::record_batch::{validate_batch, RecordBatchBuilder, MAX_BATCH_BYTES};
+use protocol::record_batch::{validate_batch, Compression, RecordBatchBuilder, MAX_BATCH_BYTES};
 
 use super::topic::{metadata, topic_name};
 use super::{check, client_error, connect};
@@ -27,21 +27,30 @@ pub struct ProduceArgs {
     /// acks: 0, 1 or -1 (all).
     #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
     pub acks: i16,
-    /// Compress batches: none or zstd.
-    #[arg(long, default_value = "none")]
-    pub compression: String,
+    /// Compress batches: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none", value_parser = parse_compression)]
+    pub compression: Compression,
     /// Records per batch.
     #[arg(long, default_value_t = 500)]
     pub batch_records: usize,
 }
 
+fn parse_compression(name: &str) -> Result<Compression, String> {
+    Ok(match name {
+        "none" => Compression::None,
+        "gzip" => Compression::Gzip,
+        "snappy" => Compression::Snappy,
+        "lz4" => Compression::Lz4,
+        "zstd" => Compression::Zstd,
+        other => {
+            return Err(format!(
+                "{other} is not a codec: use none, gzip, snappy, lz4 or zstd"
+            ))
+        }
+    })
+}
+
 pub async fn run(brokers: &str, args: ProduceArgs) -> Result<(), String> {
-    if args.compression != "none" && args.compression != "zstd" {
-        return Err(format!(
-            "--compression {} is not supported: use none or zstd",
-            args.compression
-        ));
-    }
     let headers: Vec<(Vec<u8>, Vec<u8>)> = args
         .headers
         .iter()
@@ -132,11 +141,11 @@ async fn send(
     for (partition, builder) in batches {
         records += builder.record_count() as usize;
         let mut batch = builder.finish();
-        if args.compression == "zstd" {
+        if args.compression != Compression::None {
             let header =
                 validate_batch(&batch, MAX_BATCH_BYTES).map_err(|error| error.to_string())?;
-            batch = protocol::codec::compress_zstd(&batch, &header)
-                .map_err(|error| format!("zstd: {error}"))?;
+            batch = protocol::codec::compress(&batch, &header, args.compression)
+                .map_err(|error| format!("{:?} compression: {error}", args.compression))?;
         }
         partition_data.push(
             PartitionProduceData::default()
