@@ -106,6 +106,21 @@ async fn create_topic(
     }
 }
 
+/// Every topic's name and partition count, by name, from Metadata.
+fn topic_partition_counts(broker: &BrokerProcess) -> Vec<(String, usize)> {
+    let metadata = admin(broker)
+        .inner()
+        .fetch_metadata(None, TIMEOUT)
+        .expect("metadata");
+    let mut topics: Vec<(String, usize)> = metadata
+        .topics()
+        .iter()
+        .map(|topic| (topic.name().to_string(), topic.partitions().len()))
+        .collect();
+    topics.sort();
+    topics
+}
+
 #[tokio::test]
 async fn keyed_messages_keep_their_partition_and_order_and_read_back_from_the_beginning() {
     let broker = BrokerProcess::start(2);
@@ -327,22 +342,34 @@ async fn auto_creation_and_config_refusals() {
         .await,
         Ok(())
     );
-    let metadata = admin(&broker)
-        .inner()
-        .fetch_metadata(None, TIMEOUT)
-        .expect("metadata");
-    let mut topics: Vec<(String, usize)> = metadata
-        .topics()
-        .iter()
-        .map(|topic| (topic.name().to_string(), topic.partitions().len()))
-        .collect();
-    topics.sort();
+    let topics = topic_partition_counts(&broker);
     assert_eq!(
         topics,
         vec![
             ("created-on-demand".to_string(), 1),
             ("with-retention".to_string(), 2)
         ]
+    );
+}
+
+/// `num_partitions` in the `--config` file (Kafka's num.partitions) sizes auto-created
+/// topics and CreateTopics that leave the count to the broker (-1).
+#[tokio::test]
+async fn num_partitions_from_the_config_file_sizes_topics_left_to_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ringlog.toml");
+    std::fs::write(&config, "num_partitions = 4\n").unwrap();
+    let broker = BrokerProcess::start_with(2, &["--config", config.to_str().unwrap()]);
+    let producer = producer(&broker, &[]);
+    producer
+        .send(FutureRecord::<(), _>::to("auto").payload("first"), TIMEOUT)
+        .await
+        .expect("delivered");
+    assert_eq!(create_topic(&broker, "defaulted", -1, &[]).await, Ok(()));
+    let topics = topic_partition_counts(&broker);
+    assert_eq!(
+        topics,
+        vec![("auto".to_string(), 4), ("defaulted".to_string(), 4)]
     );
 }
 
@@ -455,6 +482,61 @@ async fn topic_compression_stores_batches_of_every_codec_with_the_topic_codec() 
         }
         assert!(batches >= 5, "{topic}: {batches} batches");
     }
+}
+
+/// CreateTopics with a manual replica assignment: one naming this broker places a
+/// partition per entry; another broker id, a repeated replica or a gap in the partitions is
+/// INVALID_REPLICA_ASSIGNMENT, and nothing is created.
+#[tokio::test]
+async fn manual_replica_assignments_name_this_broker_or_are_refused() {
+    let broker = BrokerProcess::start(2);
+    let admin = admin(&broker);
+    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let placed = NewTopic::new("placed", 3, TopicReplication::Variable(&[&[0], &[0], &[0]]));
+    let results = admin.create_topics(&[placed], &options).await.unwrap();
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some("placed"), TIMEOUT)
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions();
+    assert_eq!(partitions.len(), 3);
+    for partition in partitions {
+        assert_eq!(partition.leader(), 0);
+        assert_eq!(partition.replicas(), &[0]);
+    }
+    let producer = producer(&broker, &[]);
+    producer
+        .send(
+            FutureRecord::<(), _>::to("placed")
+                .partition(2)
+                .payload("on 2"),
+            TIMEOUT,
+        )
+        .await
+        .expect("delivered");
+
+    for (name, assignment) in [
+        ("elsewhere", &[&[7][..]][..]),
+        ("twice", &[&[0, 0][..]][..]),
+        ("uneven", &[&[0][..], &[0, 0][..]][..]),
+    ] {
+        let topic = NewTopic::new(
+            name,
+            assignment.len() as i32,
+            TopicReplication::Variable(assignment),
+        );
+        let results = admin.create_topics(&[topic], &options).await.unwrap();
+        match &results[0] {
+            Err((_, code)) => {
+                assert_eq!(*code, RDKafkaErrorCode::InvalidReplicaAssignment, "{name}")
+            }
+            Ok(_) => panic!("{name}: {assignment:?} was accepted"),
+        }
+    }
+    let metadata = admin.inner().fetch_metadata(None, TIMEOUT).unwrap();
+    let names: Vec<&str> = metadata.topics().iter().map(|topic| topic.name()).collect();
+    assert_eq!(names, vec!["placed"]);
 }
 
 /// librdkafka with idempotence and 5 requests in flight per connection, small batches, and

@@ -57,6 +57,7 @@ error_codes! {
     TopicAlreadyExists = 36, "topic with this name already exists";
     InvalidPartitions = 37, "number of partitions is below 1 or above the limit";
     InvalidReplicationFactor = 38, "replication factor is below 1 or larger than the number of available brokers";
+    InvalidReplicaAssignment = 39, "replica assignment is invalid";
     InvalidConfig = 40, "configuration is invalid";
     InvalidRequest = 42, "this most likely occurs because of a request being malformed by the client library";
     PolicyViolation = 44, "request parameters do not satisfy the configured policy";

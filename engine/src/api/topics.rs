@@ -140,20 +140,20 @@ pub async fn create(shard: &Rc<Shard>, request: CreateTopicsRequest) -> CreateTo
                     topic.replication_factor
                 ),
             ))
-        } else if !topic.assignments.is_empty() {
-            Err(ApiError::new(
-                ErrorCode::InvalidRequest,
-                "manual replica assignment is not supported",
-            ))
         } else {
-            create_topic(
-                shard,
-                &name,
-                topic.num_partitions,
-                configs,
-                request.validate_only,
-            )
-            .await
+            match manual_partition_count(&topic, shard.context.config.node_id) {
+                Ok(manual) => {
+                    create_topic(
+                        shard,
+                        &name,
+                        manual.unwrap_or(topic.num_partitions),
+                        configs,
+                        request.validate_only,
+                    )
+                    .await
+                }
+                Err(error) => Err(error),
+            }
         };
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         results.push(match outcome {
@@ -169,6 +169,64 @@ pub async fn create(shard: &Rc<Shard>, request: CreateTopicsRequest) -> CreateTo
         });
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// For a topic created with a manual replica assignment, its partition count, checked as
+/// Kafka checks it: partition and replication counts left at -1, partitions numbered from
+/// 0 without gaps, each with the same number of distinct replicas, every one a registered
+/// broker (here only this one, so one replica each). `None` without an assignment.
+fn manual_partition_count(
+    topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+    node_id: i32,
+) -> Result<Option<i32>, ApiError> {
+    if topic.assignments.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |message: String| ApiError::new(ErrorCode::InvalidReplicaAssignment, message);
+    for (field, value) in [
+        ("numPartitions", topic.num_partitions),
+        ("replicationFactor", i32::from(topic.replication_factor)),
+    ] {
+        if value != -1 {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("a manual partition assignment was given, but {field} was not set to -1"),
+            ));
+        }
+    }
+    let replicas = topic.assignments[0].broker_ids.len();
+    for (expected, assignment) in topic.assignments.iter().enumerate() {
+        let partition = assignment.partition_index;
+        if partition != expected as i32 {
+            return Err(invalid(
+                "partitions should be a consecutive 0-based integer sequence".into(),
+            ));
+        }
+        let brokers: Vec<i32> = assignment.broker_ids.iter().map(|id| id.0).collect();
+        if brokers.is_empty() {
+            return Err(invalid(format!(
+                "the manual partition assignment has an empty replica list for partition {partition}"
+            )));
+        }
+        if brokers.len() != replicas {
+            return Err(invalid(
+                "all partitions in the manual partition assignment should have the same number of replicas".into(),
+            ));
+        }
+        for (at, broker) in brokers.iter().enumerate() {
+            if brokers[..at].contains(broker) {
+                return Err(invalid(format!(
+                    "the manual partition assignment gives partition {partition} the replica {broker} twice"
+                )));
+            }
+            if *broker != node_id {
+                return Err(invalid(format!(
+                    "the manual partition assignment includes broker {broker}, but no such broker is registered (this cluster is broker {node_id})"
+                )));
+            }
+        }
+    }
+    Ok(Some(topic.assignments.len() as i32))
 }
 
 /// Deletes a topic from the catalog, then its partitions from their owners.
