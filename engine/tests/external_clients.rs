@@ -111,7 +111,10 @@ fn kafka_python_and_confluent_kafka() {
         out.contains("kafka-python ok")
             && out.contains("confluent-kafka ok")
             && out.contains("kafka-python group ok")
-            && out.contains("confluent-kafka manual commits ok"),
+            && out.contains("confluent-kafka manual commits ok")
+            && out.contains("confluent-kafka authorized operations ok")
+            && out.contains("confluent-kafka admin offsets on an active group ok")
+            && out.contains("kafka-python delete_records ok"),
         "{out}"
     );
 }

@@ -435,6 +435,19 @@ fn kafka_consumer_groups_list_describe_and_reset_offsets() {
     assert_eq!(again, expected);
 }
 
+/// `kafka-get-offsets --time -2`: every partition's `topic:partition:earliest`, sorted.
+fn earliest_offsets(broker: &BrokerProcess, topic: &str) -> Vec<String> {
+    let out = tool(
+        "kafka-get-offsets",
+        broker,
+        &["--topic", topic, "--time", "-2"],
+        "",
+    );
+    let mut earliest = lines(&out);
+    earliest.sort();
+    earliest
+}
+
 #[test]
 fn kafka_configs_and_get_offsets() {
     let broker = BrokerProcess::start(2);
@@ -502,15 +515,46 @@ fn kafka_configs_and_get_offsets() {
             format!("events:1:{}", counts[1])
         ]
     );
+    let earliest = earliest_offsets(&broker, "events");
+    assert_eq!(earliest, vec!["events:0:0", "events:1:0"]);
+
+    // kafka-delete-records moves the log start: all of partition 0, one record of 1.
+    assert!(counts[1] >= 1, "{counts:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let offsets = dir.path().join("offsets.json");
+    std::fs::write(
+        &offsets,
+        format!(
+            r#"{{"version":1,"partitions":[{{"topic":"events","partition":0,"offset":{}}},{{"topic":"events","partition":1,"offset":1}}]}}"#,
+            counts[0]
+        ),
+    )
+    .unwrap();
     let out = tool(
-        "kafka-get-offsets",
+        "kafka-delete-records",
         &broker,
-        &["--topic", "events", "--time", "-2"],
+        &["--offset-json-file", offsets.to_str().unwrap()],
         "",
     );
-    let mut earliest = lines(&out);
-    earliest.sort();
-    assert_eq!(earliest, vec!["events:0:0", "events:1:0"]);
+    let mut deleted: Vec<String> = lines(&out)
+        .into_iter()
+        .filter(|line| line.starts_with("partition:"))
+        .map(|line| cells(&line).join(" "))
+        .collect();
+    deleted.sort();
+    assert_eq!(
+        deleted,
+        vec![
+            format!("partition: events-0 low_watermark: {}", counts[0]),
+            "partition: events-1 low_watermark: 1".to_string()
+        ],
+        "{out}"
+    );
+    let earliest = earliest_offsets(&broker, "events");
+    assert_eq!(
+        earliest,
+        vec![format!("events:0:{}", counts[0]), "events:1:1".to_string()]
+    );
 }
 
 fn java_check(check: &str) {

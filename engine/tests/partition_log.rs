@@ -504,3 +504,63 @@ fn retention_recycles_segment_files_and_new_segments_reuse_them() {
         });
     });
 }
+
+#[test]
+fn delete_records_moves_the_log_start_deletes_whole_segments_and_survives_a_reopen() {
+    for_every_place(|env| {
+        let config = LogConfig {
+            segment_bytes: 5_000,
+            ..env.config()
+        };
+        let out_of_range = |result: Result<(), StorageError>| {
+            matches!(result, Err(StorageError::OffsetOutOfRange { .. }))
+        };
+        env.run(async {
+            let log = env.open(config.clone(), Clock::system()).await;
+            for tag in 0..20u64 {
+                append_durable(&log, &batch(tag, 5, 100, T0)).await;
+            }
+            let bases = log.segment_bases();
+            assert!(bases.len() >= 3, "{:?}: {bases:?}", env.place);
+            // Past the high watermark: refused, nothing moves.
+            assert!(out_of_range(
+                log.delete_records_before(101).await.map(|_| ())
+            ));
+            assert_eq!(log.log_start_offset(), 0);
+            // Into the middle of a batch of a later segment.
+            let cut = bases[1] + 2;
+            assert_eq!(log.delete_records_before(cut).await.unwrap(), cut);
+            assert_eq!(log.log_start_offset(), cut);
+            assert_eq!(log.segment_bases(), bases[1..], "{:?}", env.place);
+            assert!(out_of_range(log.read(cut - 1, 1000).await.map(|_| ())));
+            let read = log.read(cut, 100_000).await.unwrap();
+            assert_eq!(read.log_start_offset, cut);
+            assert_eq!(
+                read.batch_headers()[0].base_offset,
+                bases[1],
+                "the batch holding it"
+            );
+            // A lower offset changes nothing.
+            assert_eq!(log.delete_records_before(1).await.unwrap(), cut);
+            log.close().await.unwrap();
+        });
+        assert!(env.file_names().contains(&"log-start-offset".to_string()));
+        env.run(async {
+            let log = env.open(config.clone(), Clock::system()).await;
+            let cut = log.segment_bases()[0] + 2;
+            assert_eq!(log.log_start_offset(), cut, "{:?}", env.place);
+            assert!(out_of_range(log.read(cut - 1, 1000).await.map(|_| ())));
+            // Everything: the start reaches the end, and appends continue from there.
+            assert_eq!(log.delete_records_before(100).await.unwrap(), 100);
+            assert_eq!(log.segment_count(), 1);
+            assert_eq!(append_durable(&log, &batch(20, 5, 100, T0)).await, 100);
+            log.close().await.unwrap();
+        });
+        env.run(async {
+            let log = env.open(config.clone(), Clock::system()).await;
+            assert_eq!(log.log_start_offset(), 100);
+            assert_eq!(read_everything(&log).await.len(), 1);
+            log.close().await.unwrap();
+        });
+    });
+}

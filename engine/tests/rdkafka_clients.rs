@@ -539,6 +539,113 @@ async fn manual_replica_assignments_name_this_broker_or_are_refused() {
     assert_eq!(names, vec!["placed"]);
 }
 
+/// DeleteRecords through librdkafka's admin API: the log start moves to the offset asked
+/// (END: the high watermark), consumers from the beginning start there, whole segments below
+/// it are deleted, an offset past the high watermark is OFFSET_OUT_OF_RANGE, and the new
+/// start survives kill -9.
+#[tokio::test]
+async fn delete_records_moves_the_log_start_and_survives_a_restart() {
+    let mut broker = BrokerProcess::start(2);
+    create_topic(&broker, "trimmed", 2, &[("segment.bytes", "16384")])
+        .await
+        .expect("topic created");
+    let producer = producer(&broker, &[("linger.ms", "0")]);
+    for (partition, count) in [(0, 200), (1, 50)] {
+        for i in 0..count {
+            let value = format!("p{partition} record {i} {}", "x".repeat(100));
+            producer
+                .send(
+                    FutureRecord::<(), _>::to("trimmed")
+                        .partition(partition)
+                        .payload(&value),
+                    TIMEOUT,
+                )
+                .await
+                .expect("delivered");
+        }
+    }
+    let segment_files = |broker: &BrokerProcess| {
+        std::fs::read_dir(broker.data_dir().join("trimmed-0"))
+            .unwrap()
+            .filter(|entry| {
+                let name = entry.as_ref().unwrap().file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".log") && !name.starts_with("recycled")
+            })
+            .count()
+    };
+    let segments_before = segment_files(&broker);
+    assert!(segments_before >= 3, "{segments_before} segments");
+
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset("trimmed", 0, Offset::Offset(150))
+        .unwrap();
+    offsets
+        .add_partition_offset("trimmed", 1, Offset::End)
+        .unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let deleted = admin(&broker)
+        .delete_records(&offsets, &options)
+        .await
+        .expect("delete_records");
+    let low: Vec<(i32, Offset)> = deleted
+        .elements()
+        .iter()
+        .map(|element| {
+            element.error().expect("partition deleted");
+            (element.partition(), element.offset())
+        })
+        .collect();
+    assert_eq!(low, vec![(0, Offset::Offset(150)), (1, Offset::Offset(50))]);
+    assert!(
+        segment_files(&broker) < segments_before,
+        "whole segments below 150 deleted"
+    );
+
+    let mut too_far = TopicPartitionList::new();
+    too_far
+        .add_partition_offset("trimmed", 0, Offset::Offset(201))
+        .unwrap();
+    let refused = admin(&broker)
+        .delete_records(&too_far, &options)
+        .await
+        .expect("delete_records");
+    // (librdkafka reports a partition's error under its OffsetFetch variant.)
+    assert_eq!(
+        refused.elements()[0].error(),
+        Err(rdkafka::error::KafkaError::OffsetFetch(
+            RDKafkaErrorCode::OffsetOutOfRange
+        ))
+    );
+
+    for round in ["before", "after kill -9"] {
+        let consumer = consumer_from_beginning(&broker, "trimmed", 2);
+        assert_eq!(
+            consumer.fetch_watermarks("trimmed", 0, TIMEOUT).unwrap(),
+            (150, 200),
+            "{round}"
+        );
+        assert_eq!(
+            consumer.fetch_watermarks("trimmed", 1, TIMEOUT).unwrap(),
+            (50, 50),
+            "{round}"
+        );
+        let received = consume(&consumer, 50);
+        let expected: Vec<(i32, i64)> = (150..200).map(|offset| (0, offset)).collect();
+        let got: Vec<(i32, i64)> = received
+            .iter()
+            .map(|(partition, offset, _, _)| (*partition, *offset))
+            .collect();
+        assert_eq!(got, expected, "{round}");
+        assert!(received[0].3.starts_with("p0 record 150 "), "{round}");
+        drop(consumer);
+        if round == "before" {
+            broker.kill_and_restart();
+        }
+    }
+}
+
 /// librdkafka with idempotence and 5 requests in flight per connection, small batches, and
 /// segments small enough to roll many times while requests are in flight: every message is
 /// stored once, in the order it was sent, on its partition.

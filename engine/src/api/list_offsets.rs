@@ -9,7 +9,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use protocol::ErrorCode;
 
-use super::by_owner;
+use super::on_owners;
 use crate::catalog::TopicMeta;
 use crate::shard::Shard;
 
@@ -19,7 +19,6 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
 struct Lookup {
-    slot: (usize, usize),
     topic: TopicMeta,
     partition: i32,
     timestamp: i64,
@@ -40,12 +39,14 @@ pub async fn handle(shard: &Rc<Shard>, request: ListOffsetsRequest) -> ListOffse
                 Some((meta, owner)) => {
                     lookups.push((
                         owner,
-                        Lookup {
-                            slot: (t, p),
-                            topic: meta.clone(),
-                            partition: partition.partition_index,
-                            timestamp: partition.timestamp,
-                        },
+                        (
+                            (t, p),
+                            Lookup {
+                                topic: meta.clone(),
+                                partition: partition.partition_index,
+                                timestamp: partition.timestamp,
+                            },
+                        ),
                     ));
                     answers[t].push((ErrorCode::None, -1, -1));
                 }
@@ -53,23 +54,16 @@ pub async fn handle(shard: &Rc<Shard>, request: ListOffsetsRequest) -> ListOffse
             }
         }
     }
-    let calls = by_owner(lookups).into_iter().map(|(owner, items)| {
-        shard.call(owner, move |owner_shard| async move {
-            let mut done = Vec::with_capacity(items.len());
-            for item in items {
-                done.push((item.slot, lookup(&owner_shard, &item).await));
-            }
-            done
-        })
-    });
-    for answer in futures_util::future::join_all(calls)
-        .await
-        .into_iter()
-        .flatten()
-    {
-        for ((t, p), found) in answer {
-            answers[t][p] = found;
-        }
+    let gone = (ErrorCode::NotLeaderOrFollower, -1, -1);
+    let found = on_owners(
+        shard,
+        lookups,
+        |owner_shard, item: Lookup| async move { lookup(&owner_shard, &item).await },
+        gone,
+    )
+    .await;
+    for ((t, p), found) in found {
+        answers[t][p] = found;
     }
     let topics = request
         .topics

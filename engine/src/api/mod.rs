@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod configs;
+pub mod delete_records;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
@@ -51,6 +52,9 @@ pub async fn handle(
         RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(shard, body, version).await),
         RequestKind::ListOffsets(body) => {
             ResponseKind::ListOffsets(list_offsets::handle(shard, body).await)
+        }
+        RequestKind::DeleteRecords(body) => {
+            ResponseKind::DeleteRecords(delete_records::handle(shard, body).await)
         }
         RequestKind::CreateTopics(body) => {
             ResponseKind::CreateTopics(topics::create(shard, body).await)
@@ -142,6 +146,47 @@ impl ApiError {
             message: message.into(),
         }
     }
+}
+
+/// Runs `work` for every item on the item's owner shard, one call per owner shard (items
+/// in order there), and returns each item's slot with its result. The items of a shard
+/// that is gone get `gone` (a retriable error, never "no error").
+pub async fn on_owners<S, I, R, F, Fut>(
+    shard: &Rc<Shard>,
+    items: Vec<(usize, (S, I))>,
+    work: F,
+    gone: R,
+) -> Vec<(S, R)>
+where
+    S: Send + Clone + 'static,
+    I: Send + 'static,
+    R: Send + Clone + 'static,
+    F: Fn(Rc<Shard>, I) -> Fut + Send + Clone + 'static,
+    Fut: std::future::Future<Output = R> + 'static,
+{
+    let calls = by_owner(items).into_iter().map(|(owner, items)| {
+        let slots: Vec<S> = items.iter().map(|(slot, _)| slot.clone()).collect();
+        let work = work.clone();
+        let call = shard.call(owner, move |owner_shard| async move {
+            let mut done = Vec::with_capacity(items.len());
+            for (slot, item) in items {
+                done.push((slot, work(owner_shard.clone(), item).await));
+            }
+            done
+        });
+        let gone = gone.clone();
+        async move {
+            call.await.unwrap_or_else(|error| {
+                tracing::warn!(%error, "partition work not done");
+                slots.into_iter().map(|slot| (slot, gone.clone())).collect()
+            })
+        }
+    });
+    futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Groups work items by owner shard, keeping each item's position for reassembly.

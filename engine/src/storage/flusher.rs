@@ -650,11 +650,12 @@ pub(super) async fn delete_oldest_segments(
             .iter()
             .filter_map(|base| state.segments.remove(base))
             .collect();
-        state.log_start_offset = *state
+        let first_base = *state
             .segments
             .keys()
             .next()
             .expect("the active segment remains");
+        state.log_start_offset = state.log_start_offset.max(first_base);
         let room = recycle_max.saturating_sub(state.recycled.len());
         (removed, room)
     };

@@ -6,6 +6,7 @@
 //!   truncation, retention; [`flusher`] is its single writer task.
 //! - [`recovery`]: the start-up scan that truncates torn tails and rebuilds indexes.
 //! - [`retention`]: which closed segments to delete, as a pure predicate.
+//! - [`log_start`]: the log start offset DeleteRecords moved, kept across restarts.
 //!
 //! See DESIGN.md ("Storage") for the on-disk layout and the durability rules.
 
@@ -13,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 mod flusher;
+pub mod log_start;
 mod log_state;
 pub mod offset_index;
 pub mod partition_log;

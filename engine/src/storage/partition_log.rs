@@ -125,6 +125,8 @@ pub(super) struct Inner {
     pub shutdown: Cell<bool>,
     /// Told whenever the high watermark may have moved (long-polling fetches wait on it).
     pub data_notify: RefCell<Option<Rc<Notify>>>,
+    /// Held while the stored log start offset is replaced, so that stores land in order.
+    pub log_start_store: tokio::sync::Mutex<()>,
 }
 
 /// One partition's log. Not `Send`: it lives on its owner shard's thread.
@@ -154,12 +156,19 @@ impl PartitionLog {
         .await?;
         let segments = loaded.segments;
         let recycled = loaded.recycled;
-        let log_start_offset = *segments.keys().next().expect("loader returns a segment");
         let active = segments
             .values()
             .next_back()
             .expect("loader returns a segment");
         let log_end_offset = active.appended.end_offset;
+        // Records below an offset DeleteRecords moved the start to stay deleted (clamped to
+        // the log end, which recovery may have cut below it under `FlushPolicy::OnDemand`).
+        let first_base = *segments.keys().next().expect("loader returns a segment");
+        let log_start_offset = super::log_start::load(&disk, &dir)
+            .await?
+            .map_or(first_base, |stored| {
+                stored.clamp(first_base, log_end_offset)
+            });
         let open_bases = vec![active.base_offset];
         let state = State {
             segments,
@@ -188,6 +197,7 @@ impl PartitionLog {
             progress: Rc::new(Notify::new()),
             shutdown: Cell::new(false),
             data_notify: RefCell::new(None),
+            log_start_store: tokio::sync::Mutex::new(()),
         });
         let flusher = tokio::task::spawn_local(flusher::run(Rc::downgrade(&inner)));
         Ok(PartitionLog {
@@ -626,8 +636,47 @@ impl PartitionLog {
             }
             facts.push(segment_facts);
         }
-        let count = segments_to_delete(&facts, config.retention_ms, config.retention_bytes, now_ms);
-        flusher::delete_oldest_segments(&self.inner, count).await
+        let by_policy =
+            segments_to_delete(&facts, config.retention_ms, config.retention_bytes, now_ms);
+        // Segments wholly below the log start (DeleteRecords) go too.
+        let log_start_offset = self.log_start_offset();
+        let below_start = sealed
+            .windows(2)
+            .take_while(|pair| pair[1].0 <= log_start_offset)
+            .count();
+        flusher::delete_oldest_segments(&self.inner, by_policy.max(below_start)).await
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (at most the high
+    /// watermark), so records below it are no longer served, and deletes the segments that
+    /// then hold only such records. The new start is stored durably before this returns;
+    /// returns the log start offset (the low watermark), unchanged when `offset` is below it.
+    pub async fn delete_records_before(&self, offset: i64) -> Result<i64, StorageError> {
+        let policy = self.inner.config.borrow().flush_policy;
+        let _storing = self.inner.log_start_store.lock().await;
+        {
+            let state = self.inner.state.borrow();
+            state.check_usable()?;
+            let high_watermark = state.high_watermark(policy);
+            if offset < 0 || offset > high_watermark {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: state.log_start_offset,
+                    log_end_offset: high_watermark,
+                });
+            }
+            if offset <= state.log_start_offset {
+                return Ok(state.log_start_offset);
+            }
+        }
+        super::log_start::store(&self.inner.disk, &self.inner.dir, offset).await?;
+        {
+            let mut state = self.inner.state.borrow_mut();
+            state.log_start_offset = state.log_start_offset.max(offset);
+        }
+        tracing::info!(dir = %self.inner.dir.display(), log_start_offset = offset, "records deleted before offset");
+        self.delete_segments_before(offset).await?;
+        Ok(self.log_start_offset())
     }
 
     /// Deletes the closed segments that hold only offsets below `offset` (whose successor

@@ -276,9 +276,46 @@ def confluent_admin_offsets_on_an_active_group():
     print("confluent-kafka admin offsets on an active group ok")
 
 
+def kafka_python_delete_records():
+    # DeleteRecords through kafka-python's admin: the low watermark moves, a consumer from the
+    # beginning starts there, and an offset past the high watermark is OFFSET_OUT_OF_RANGE.
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import NewTopic
+    from kafka.errors import OffsetOutOfRangeError
+
+    admin = KafkaAdminClient(bootstrap_servers=BROKER)
+    admin.create_topics([NewTopic("py-trim", num_partitions=1, replication_factor=1)])
+    producer = KafkaProducer(bootstrap_servers=BROKER, acks="all")
+    for i in range(10):
+        producer.send("py-trim", value=f"record {i}".encode()).get(timeout=10)
+    producer.close()
+    tp = TopicPartition("py-trim", 0)
+    result = admin.delete_records({tp: 4})
+    assert result[tp]["low_watermark"] == 4 and result[tp]["error_code"] == 0, result
+    try:
+        admin.delete_records({tp: 11})
+        raise AssertionError("an offset past the high watermark was accepted")
+    except OffsetOutOfRangeError:
+        pass
+    admin.close()
+    consumer = KafkaConsumer(bootstrap_servers=BROKER, enable_auto_commit=False, consumer_timeout_ms=3000)
+    consumer.assign([tp])
+    assert consumer.beginning_offsets([tp]) == {tp: 4}, consumer.beginning_offsets([tp])
+    consumer.seek_to_beginning(tp)
+    got = []
+    for message in consumer:
+        got.append((message.offset, message.value))
+        if len(got) == 6:
+            break
+    consumer.close()
+    assert got == [(i, f"record {i}".encode()) for i in range(4, 10)], got
+    print("kafka-python delete_records ok")
+
+
 kafka_python()
 confluent()
 kafka_python_group()
 confluent_manual_commits()
 confluent_authorized_operations()
 confluent_admin_offsets_on_an_active_group()
+kafka_python_delete_records()
