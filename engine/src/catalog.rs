@@ -60,6 +60,9 @@ pub struct Catalog {
     /// Producer ids below this may have been handed out; ids are reserved in blocks.
     #[serde(default)]
     pub producer_ids_reserved: i64,
+    /// Broker configs set through the admin APIs (see `broker_config`).
+    #[serde(default)]
+    pub broker_configs: crate::broker_config::DynamicBrokerConfigs,
 }
 
 impl Catalog {
@@ -114,7 +117,7 @@ impl CatalogStore {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Catalog {
                 cluster_id: uuid::Uuid::new_v4().simple().to_string(),
                 topics: BTreeMap::new(),
-                producer_ids_reserved: 0,
+                ..Catalog::default()
             },
             Err(source) => return Err(io("read", source)),
         };

@@ -27,6 +27,7 @@
 //! ```
 
 pub mod api;
+pub mod broker_config;
 pub mod catalog;
 pub mod config;
 pub mod group;

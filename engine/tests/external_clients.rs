@@ -114,7 +114,8 @@ fn kafka_python_and_confluent_kafka() {
             && out.contains("confluent-kafka manual commits ok")
             && out.contains("confluent-kafka authorized operations ok")
             && out.contains("confluent-kafka admin offsets on an active group ok")
-            && out.contains("kafka-python delete_records ok"),
+            && out.contains("kafka-python delete_records ok")
+            && out.contains("kafka-python broker configs ok"),
         "{out}"
     );
 }

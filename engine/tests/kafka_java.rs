@@ -600,3 +600,95 @@ fn java_admin_client_topics_configs_cluster_and_groups() {
 fn java_client_gets_named_errors_for_transactions_and_the_consumer_protocol() {
     java_check("unsupported");
 }
+
+/// `kafka-configs` on the broker (its id and the cluster-wide default) and on groups, each
+/// output line as Kafka 4.1 prints it for the same state.
+#[test]
+fn kafka_configs_describes_and_alters_broker_and_group_configs() {
+    let broker = BrokerProcess::start(2);
+    // kafka-configs with its arguments in one string.
+    let configs = |args: &str| {
+        let mut all = vec!["kafka-configs", "--bootstrap-server", &broker.address];
+        all.extend(args.split_whitespace());
+        kafka(&all, "")
+    };
+    let (ok, out, err) = configs("--describe --entity-type brokers --entity-name 0 --all");
+    assert!(ok, "{err}");
+    let all = lines(&out);
+    assert_eq!(all[0], "All configs for broker 0 are:");
+    for line in [
+        "  num.partitions=1 sensitive=false synonyms={DEFAULT_CONFIG:num.partitions=1}",
+        "  message.max.bytes=1048588 sensitive=false synonyms={DEFAULT_CONFIG:message.max.bytes=1048588}",
+        "  auto.create.topics.enable=true sensitive=false synonyms={DEFAULT_CONFIG:auto.create.topics.enable=true}",
+    ] {
+        assert!(all.iter().any(|l| l == line), "{line} not in\n{out}");
+    }
+
+    let (ok, out, err) = configs(
+        "--alter --entity-type brokers --entity-name 0 --add-config log.retention.ms=3600000",
+    );
+    assert!(
+        ok && lines(&out) == ["Completed updating config for broker 0."],
+        "{out}{err}"
+    );
+    let (ok, out, err) = configs(
+        "--alter --entity-type brokers --entity-default --add-config log.retention.bytes=1000000",
+    );
+    assert!(
+        ok && lines(&out) == ["Completed updating default config for brokers in the cluster."],
+        "{out}{err}"
+    );
+    let (ok, out, err) = configs("--describe --entity-type brokers --entity-name 0");
+    assert!(ok, "{err}");
+    assert_eq!(
+        lines(&out),
+        [
+            "Dynamic configs for broker 0 are:",
+            "  log.retention.ms=3600000 sensitive=false synonyms={DYNAMIC_BROKER_CONFIG:log.retention.ms=3600000, DEFAULT_CONFIG:log.retention.ms=604800000}",
+        ]
+    );
+    let (ok, out, err) = configs("--describe --entity-type brokers --entity-default");
+    assert!(ok, "{err}");
+    assert_eq!(
+        lines(&out),
+        [
+            "Default configs for brokers in the cluster are:",
+            "  log.retention.bytes=1000000 sensitive=false synonyms={DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.bytes=1000000}",
+        ]
+    );
+    // A static config is refused with Kafka's exception, naming it.
+    let (ok, out, err) =
+        configs("--alter --entity-type brokers --entity-name 0 --add-config log.dirs=/elsewhere");
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("InvalidRequestException: cannot update these configs dynamically: log.dirs"),
+        "{err}"
+    );
+
+    // Group configs: the defaults, exactly as Kafka 4.1 lists them for a group.
+    let (ok, out, err) = configs("--describe --entity-type groups --entity-name g1 --all");
+    assert!(ok, "{err}");
+    let expected: Vec<String> = [
+        "All configs for group g1 are:",
+        "  consumer.heartbeat.interval.ms=5000 sensitive=false synonyms={DEFAULT_CONFIG:consumer.heartbeat.interval.ms=5000}",
+        "  consumer.session.timeout.ms=45000 sensitive=false synonyms={DEFAULT_CONFIG:consumer.session.timeout.ms=45000}",
+        "  share.auto.offset.reset=latest sensitive=false synonyms={DEFAULT_CONFIG:share.auto.offset.reset=latest}",
+        "  share.heartbeat.interval.ms=5000 sensitive=false synonyms={DEFAULT_CONFIG:share.heartbeat.interval.ms=5000}",
+        "  share.isolation.level=read_uncommitted sensitive=false synonyms={DEFAULT_CONFIG:share.isolation.level=read_uncommitted}",
+        "  share.record.lock.duration.ms=30000 sensitive=false synonyms={DEFAULT_CONFIG:share.record.lock.duration.ms=30000}",
+        "  share.session.timeout.ms=45000 sensitive=false synonyms={DEFAULT_CONFIG:share.session.timeout.ms=45000}",
+        "  streams.heartbeat.interval.ms=5000 sensitive=false synonyms={DEFAULT_CONFIG:streams.heartbeat.interval.ms=5000}",
+        "  streams.num.standby.replicas=0 sensitive=false synonyms={DEFAULT_CONFIG:streams.num.standby.replicas=0}",
+        "  streams.session.timeout.ms=45000 sensitive=false synonyms={DEFAULT_CONFIG:streams.session.timeout.ms=45000}",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(lines(&out), expected);
+    // Setting one is refused, naming it: ringlog has only classic groups.
+    let (ok, out, err) = configs("--alter --entity-type groups --entity-name g1 --add-config consumer.session.timeout.ms=50000");
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("InvalidConfigurationException: consumer.session.timeout.ms applies to"),
+        "{err}"
+    );
+}

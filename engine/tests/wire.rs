@@ -441,6 +441,52 @@ async fn every_supported_version_of_every_api_is_answered() {
             "DescribeConfigs v{version}"
         );
     }
+    // Broker resources: this broker's id or "" (the cluster-wide defaults); another id or a
+    // name that is no id is INVALID_REQUEST; any group gets its defaults.
+    for (resource_type, name, error, configs) in [
+        (4, "0", 0, true),
+        (4, "", 0, false),
+        (4, "7", ErrorCode::InvalidRequest.code(), false),
+        (4, "one", ErrorCode::InvalidRequest.code(), false),
+        (32, "any-group", 0, true),
+    ] {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(StrBytes::from_static_str(name)),
+        ]);
+        let response = client.send(&request).await.unwrap();
+        let result = &response.results[0];
+        assert_eq!(
+            result.error_code, error,
+            "{resource_type} '{name}': {result:?}"
+        );
+        assert_eq!(
+            !result.configs.is_empty(),
+            configs,
+            "{resource_type} '{name}'"
+        );
+    }
+    for version in range(ApiKey::DeleteRecords) {
+        use kafka_protocol::messages::delete_records_request::{
+            DeleteRecordsPartition, DeleteRecordsTopic,
+        };
+        let offset = i64::from(version) + 1;
+        let request = DeleteRecordsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(name("sweep-2"))
+                .with_partitions(vec![DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(offset)])]);
+        let response = client.send_version(&request, version).await.unwrap();
+        let partition = &response.topics[0].partitions[0];
+        assert_eq!(
+            (partition.error_code, partition.low_watermark),
+            (0, offset),
+            "DeleteRecords v{version}"
+        );
+    }
     for version in range(ApiKey::AlterConfigs) {
         use kafka_protocol::messages::alter_configs_request::{
             AlterConfigsResource, AlterableConfig,

@@ -27,7 +27,7 @@ pub async fn create_topic(
 ) -> Result<TopicMeta, ApiError> {
     validate_topic_name(name)
         .map_err(|message| ApiError::new(ErrorCode::InvalidTopicException, message))?;
-    let config = &shard.context.config;
+    let config = shard.effective_config();
     let partitions = if partitions == -1 {
         config.num_partitions
     } else {

@@ -99,6 +99,15 @@ impl Shard {
         })
     }
 
+    /// The broker's settings with the dynamic broker configs of the catalog laid over them
+    /// (log defaults, `num.partitions`).
+    pub fn effective_config(&self) -> crate::config::BrokerConfig {
+        crate::broker_config::effective(
+            &self.context.config,
+            &self.context.catalog.snapshot().broker_configs,
+        )
+    }
+
     /// The committed offsets of the groups this shard coordinates (opened at start-up).
     pub fn offsets(&self) -> &crate::group::OffsetStore {
         self.offsets
@@ -188,7 +197,7 @@ impl Shard {
         if let Some(local) = self.local(&key, topic.id) {
             return Ok(local);
         }
-        let settings = topic_settings(&self.context.config.log_defaults, &topic.configs)
+        let settings = topic_settings(&self.effective_config().log_defaults, &topic.configs)
             .map_err(StorageError::InvalidConfig)?;
         let dir = partition_dir(&self.context.config, &topic.name, partition);
         let local = Rc::new(
@@ -285,9 +294,19 @@ impl Shard {
         Ok(())
     }
 
+    /// Applies every topic's configs (over the current broker defaults) to its open local
+    /// partitions: after a change of the dynamic broker configs.
+    pub fn apply_all_topic_configs(&self) -> Result<(), StorageError> {
+        let catalog = self.context.catalog.snapshot();
+        for topic in catalog.topics.values() {
+            self.apply_topic_configs(topic)?;
+        }
+        Ok(())
+    }
+
     /// Applies a topic's changed configs to its open local partitions.
     pub fn apply_topic_configs(&self, topic: &TopicMeta) -> Result<(), StorageError> {
-        let settings = topic_settings(&self.context.config.log_defaults, &topic.configs)
+        let settings = topic_settings(&self.effective_config().log_defaults, &topic.configs)
             .map_err(StorageError::InvalidConfig)?;
         let partitions = self.partitions.borrow();
         for ((name, _), local) in partitions.iter() {

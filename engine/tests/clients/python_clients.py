@@ -312,6 +312,36 @@ def kafka_python_delete_records():
     print("kafka-python delete_records ok")
 
 
+def kafka_python_broker_configs():
+    # Broker configs through kafka-python's admin: a dynamic one set and described with its
+    # source; a static one and a bad value are INVALID_REQUEST (42) and an unknown name
+    # INVALID_CONFIG (40), as Kafka answers (the client's own check of the names is switched
+    # off so that the broker answers).
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(bootstrap_servers=BROKER)
+    broker = ConfigResource(ConfigResourceType.BROKER, "0", configs={"log.roll.ms": "3600000"})
+    result = admin.alter_configs([broker], raise_on_unknown=False, incremental=False)
+    assert result == {"broker": {"0": "OK"}}, result
+    # kafka-python's describe shows the modified configs by default: only this one.
+    described = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, "0")])
+    modified = {name: (entry["value"], entry["config_source"])
+                for name, entry in described["broker"]["0"].items()}
+    assert modified == {"log.roll.ms": ("3600000", "DYNAMIC_BROKER_CONFIG")}, described
+    for configs, code in [
+        ({"log.dirs": "/elsewhere"}, 42),
+        ({"log.segment.bytes": "5"}, 42),
+        ({"no.such.config": "1"}, 40),
+    ]:
+        resource = ConfigResource(ConfigResourceType.BROKER, "0", configs=configs)
+        result = admin.alter_configs([resource], raise_on_unknown=False, incremental=False)
+        answer = list(result["broker"].values())[0]
+        assert answer.startswith(f"[Error {code}]"), (configs, answer)
+    admin.close()
+    print("kafka-python broker configs ok")
+
+
 kafka_python()
 confluent()
 kafka_python_group()
@@ -319,3 +349,4 @@ confluent_manual_commits()
 confluent_authorized_operations()
 confluent_admin_offsets_on_an_active_group()
 kafka_python_delete_records()
+kafka_python_broker_configs()
