@@ -243,7 +243,7 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta, Ap
         )
     })?;
     for owner in meta.owner_shards() {
-        let topic = name.to_string();
+        let topic = meta.clone();
         let dropped = shard
             .try_call(owner, move |owner_shard| async move {
                 Ok::<(), ShardError>(owner_shard.drop_topic(&topic).await?)

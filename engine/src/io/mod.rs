@@ -31,6 +31,9 @@ use std::rc::Rc;
 pub use aligned::{AlignedBuf, BLOCK_BYTES};
 use tokio_uring::buf::IoBuf;
 
+/// Largest file `read_small_file` reads.
+const SMALL_FILE_BYTES_MAX: u64 = 64 * 1024;
+
 /// Which I/O implementation a shard uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -240,6 +243,39 @@ impl Disk {
             }
             Disk::Sim(sim) => sim.list_dir(path),
         }
+    }
+
+    /// The whole of a small file (a few KiB of metadata), `None` when it does not exist.
+    pub async fn read_small_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        if !self.exists(path) {
+            return Ok(None);
+        }
+        let file = self.open(path, OpenOptions::READ).await?;
+        let len = file.len().await?;
+        if len > SMALL_FILE_BYTES_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{len} bytes where a small metadata file was expected"),
+            ));
+        }
+        file.read_at(len as usize, 0).await.map(Some)
+    }
+
+    /// Replaces `dir/name` with `bytes` atomically and durably: written to `name.tmp`,
+    /// fdatasync'ed, renamed over `name`, then the directory is synced. A crash leaves the
+    /// old contents or the new, never a mix.
+    pub async fn write_small_file(&self, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let tmp = dir.join(format!("{name}.tmp"));
+        if self.exists(&tmp) {
+            self.remove_file(&tmp).await?;
+        }
+        let file = self.open(&tmp, OpenOptions::CREATE).await?;
+        let (written, _) = file.write_all_at(bytes.to_vec(), bytes.len(), 0).await;
+        written?;
+        file.sync_data().await?;
+        drop(file);
+        self.rename(&tmp, &dir.join(name)).await?;
+        self.sync_dir(dir).await
     }
 
     pub fn exists(&self, path: &Path) -> bool {

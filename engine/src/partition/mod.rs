@@ -6,6 +6,7 @@
 //! recorded, and a retry of a batch already stored is answered with the original's offset
 //! once the original is as durable as the retry asks.
 
+pub mod dir;
 pub mod producers;
 
 use std::cell::{RefCell, RefMut};

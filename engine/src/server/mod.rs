@@ -111,6 +111,13 @@ impl Broker {
         }
         let lock = lock_data_dir(&config.data_dir)?;
         let catalog = CatalogStore::open(&config.data_dir)?;
+        let topic_ids = catalog
+            .snapshot()
+            .topics
+            .values()
+            .map(|topic| topic.id)
+            .collect();
+        crate::partition::dir::sweep_at_start(&config.data_dir, &topic_ids);
         let moved = catalog.place_on(config.cores)?;
         if moved > 0 {
             tracing::info!(

@@ -200,6 +200,7 @@ impl Shard {
         let settings = topic_settings(&self.effective_config().log_defaults, &topic.configs)
             .map_err(StorageError::InvalidConfig)?;
         let dir = partition_dir(&self.context.config, &topic.name, partition);
+        crate::partition::dir::claim(&self.disk, &dir, topic.id).await?;
         let local = Rc::new(
             LocalPartition::open(
                 self.disk.clone(),
@@ -264,32 +265,51 @@ impl Shard {
             .cloned()
     }
 
-    /// Closes and deletes the local partitions of a deleted topic.
-    pub async fn drop_topic(&self, name: &str) -> Result<(), StorageError> {
+    /// Closes the local partitions of a deleted topic and discards the directories of the
+    /// ones this shard owns (renamed at once, removed in the background).
+    pub async fn drop_topic(&self, topic: &TopicMeta) -> Result<(), StorageError> {
+        let name = &topic.name;
         self.context.metrics.forget_topic(name);
         self.append_gates
             .borrow_mut()
-            .retain(|(topic, _), _| topic != name);
-        let removed: Vec<_> = {
+            .retain(|(gated, _), _| gated != name);
+        let open: Vec<_> = {
             let mut partitions = self.partitions.borrow_mut();
             let keys: Vec<_> = partitions
                 .keys()
-                .filter(|(topic, _)| topic == name)
+                .filter(|(open, _)| open == name)
                 .cloned()
                 .collect();
             keys.into_iter()
-                .filter_map(|key| partitions.remove(&key).map(|local| (key, local)))
+                .filter_map(|key| partitions.remove(&key))
                 .collect()
         };
-        for ((topic, partition), local) in removed {
-            let dir = partition_dir(&self.context.config, &topic, partition);
-            if let Ok(local) = Rc::try_unwrap(local) {
-                let _ = local.log.close().await;
+        for local in open {
+            match Rc::try_unwrap(local) {
+                Ok(local) => {
+                    if let Err(error) = local.log.close().await {
+                        tracing::warn!(topic = %name, %error, "closing a deleted partition failed");
+                    }
+                }
+                // A request still holds it: its flusher stops when the last one lets go.
+                Err(_) => tracing::debug!(topic = %name, "deleted partition still in use"),
             }
-            self.disk
-                .remove_dir_all(&dir)
-                .await
-                .map_err(|source| StorageError::io("cannot delete", &dir, source))?;
+        }
+        let owned = topic
+            .partition_shards
+            .iter()
+            .enumerate()
+            .filter(|(_, owner)| **owner == self.id);
+        for (partition, _) in owned {
+            let dir = partition_dir(&self.context.config, name, partition as i32);
+            if let Some(trash) = crate::partition::dir::discard(&self.disk, &dir, topic.id).await? {
+                let disk = self.disk.clone();
+                tokio::task::spawn_local(async move {
+                    if let Err(error) = crate::partition::dir::remove(&disk, &trash).await {
+                        tracing::warn!(%error, "removing a deleted partition's directory failed");
+                    }
+                });
+            }
         }
         Ok(())
     }

@@ -30,3 +30,26 @@ pub use clock::Clock;
 pub use config::{FlushPolicy, LogConfig, Preallocation, WriteMode};
 pub use error::StorageError;
 pub use partition_log::{Ack, Appended, Frontiers, PartitionLog, ReadResult, TimestampOffset};
+
+/// A small metadata file parsed by `parse`: `None` when it does not exist; an unreadable or
+/// unparsable one is an error naming the file.
+pub async fn read_metadata_file<T>(
+    disk: &crate::io::Disk,
+    path: &std::path::Path,
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<Option<T>, StorageError> {
+    let Some(bytes) = disk
+        .read_small_file(path)
+        .await
+        .map_err(|source| StorageError::io("cannot read", path, source))?
+    else {
+        return Ok(None);
+    };
+    parse(&bytes)
+        .map(Some)
+        .map_err(|reason| StorageError::Corrupt {
+            path: path.to_path_buf(),
+            position: 0,
+            reason,
+        })
+}
