@@ -115,3 +115,116 @@ async fn a_deleted_topic_created_again_never_serves_the_old_records() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// With a low open files limit, topics are created until their files no longer fit; the
+/// next CreateTopics is refused naming the cause and leaves nothing behind (no catalog
+/// entry, no directory); the topics that fit keep working, and a restart under the same
+/// limit serves them all.
+#[tokio::test]
+async fn a_low_open_files_limit_gives_clear_refusals_and_a_clean_restart() {
+    let mut broker = BrokerProcess::start_with_open_files(2, 160);
+    let mut created = Vec::new();
+    let refusal = loop {
+        let topic = format!("t{}", created.len());
+        let (ok, out, err) = broker.cli(&["topic", "create", &topic, "-p", "8"], "");
+        if !ok {
+            break format!("{out}{err}");
+        }
+        created.push(topic);
+        assert!(created.len() < 40, "160 open files never ran out");
+    };
+    assert!(!created.is_empty(), "no topic fit: {refusal}");
+    assert!(refusal.contains("Too many open files"), "{refusal}");
+    let refused = format!("t{}", created.len());
+    let (ok, out, err) = broker.cli(&["topic", "list"], "");
+    assert!(ok, "{err}");
+    assert!(
+        !out.lines()
+            .any(|line| line.split_whitespace().next() == Some(refused.as_str())),
+        "{out}"
+    );
+    assert!(
+        (0..8).all(|p| !broker.data_dir().join(format!("{refused}-{p}")).exists()),
+        "the refused topic's directories are gone"
+    );
+    let (ok, _, err) = broker.cli(&["produce", &created[0], "-p", "3"], "kept\n");
+    assert!(ok, "{err}");
+
+    broker.kill_and_restart();
+    let (ok, out, err) = broker.cli(&["topic", "list"], "");
+    assert!(ok, "{err}");
+    for topic in &created {
+        assert!(
+            out.lines()
+                .any(|line| line.split_whitespace().next() == Some(topic.as_str())),
+            "{topic} in {out}"
+        );
+    }
+    assert_eq!(read_all(&broker, &created[0]), vec!["3:kept".to_string()]);
+}
+
+/// Metadata's view of `topic`: (partition, error code, leader) for each partition.
+async fn partition_states(broker: &BrokerProcess, topic: &str) -> Vec<(i32, i16, i32)> {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{MetadataRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut client = protocol::client::Client::connect(&broker.address, "states")
+        .await
+        .unwrap();
+    let request =
+        MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]));
+    let response = client.send(&request).await.unwrap();
+    response.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.error_code, p.leader_id.0))
+        .collect()
+}
+
+/// A partition that cannot be opened at start-up (its partition.metadata is damaged) leaves
+/// the broker serving the others; Metadata reports it with KAFKA_STORAGE_ERROR and no
+/// leader; once the cause is repaired the next request opens it, without a restart.
+#[tokio::test]
+async fn a_partition_that_cannot_open_is_offline_and_the_rest_serve() {
+    let mut broker = BrokerProcess::start(2);
+    let expected = create_and_fill(&broker, "split", "kept");
+    broker.kill();
+    let metadata = broker.data_dir().join("split-1").join("partition.metadata");
+    let original = std::fs::read(&metadata).unwrap();
+    std::fs::write(&metadata, b"garbage").unwrap();
+    broker.kill_and_restart();
+    assert_eq!(
+        partition_states(&broker, "split").await,
+        vec![
+            (0, 0, 0),
+            (1, protocol::ErrorCode::KafkaStorageError.code(), -1)
+        ]
+    );
+    let (ok, out, err) = broker.cli(
+        &["consume", "split", "-p", "0", "--from-beginning", "-e"],
+        "",
+    );
+    assert!(
+        ok && out.lines().count() == 3,
+        "partition 0 serves: {out}{err}"
+    );
+    let (ok, _, err) = broker.cli(&["produce", "split", "-p", "1"], "refused\n");
+    assert!(!ok, "a produce to the offline partition fails");
+    assert!(
+        err.contains("KafkaStorageError") || err.contains("56"),
+        "{err}"
+    );
+
+    std::fs::write(&metadata, original).unwrap();
+    let (ok, _, err) = broker.cli(&["produce", "split", "-p", "1"], "after repair\n");
+    assert!(ok, "{err}");
+    assert_eq!(
+        partition_states(&broker, "split").await,
+        vec![(0, 0, 0), (1, 0, 0)]
+    );
+    let mut all = expected;
+    all.push("1:after repair".to_string());
+    all.sort();
+    assert_eq!(read_all(&broker, "split"), all);
+}

@@ -14,6 +14,7 @@ use protocol::ErrorCode;
 
 use super::topics::create_topic;
 use crate::catalog::TopicMeta;
+use crate::partition::offline::OfflinePartitions;
 use crate::shard::Shard;
 
 /// Kafka's ACL operation bits (`AclOperation` codes) a topic allows with no authorizer:
@@ -55,7 +56,7 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
             catalog
                 .topics
                 .values()
-                .map(|meta| topic_entry(meta, node_id)),
+                .map(|meta| topic_entry(meta, node_id, &context.offline)),
         ),
         Some(wanted) => {
             for topic in wanted {
@@ -63,17 +64,21 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
                     Some(name) => {
                         let name = name.0.to_string();
                         match catalog.topics.get(&name) {
-                            Some(meta) => topic_entry(meta, node_id),
+                            Some(meta) => topic_entry(meta, node_id, &context.offline),
                             None if auto_create => {
                                 match create_topic(shard, &name, -1, BTreeMap::new(), false).await {
-                                    Ok(meta) => topic_entry(&meta, node_id),
+                                    Ok(meta) => topic_entry(&meta, node_id, &context.offline),
                                     Err(error) => {
                                         tracing::info!(topic = name, message = %error.message, "auto-creation refused");
                                         let code = if error.code == ErrorCode::TopicAlreadyExists {
                                             // Created meanwhile by another connection.
                                             match context.catalog.snapshot().topics.get(&name) {
                                                 Some(meta) => {
-                                                    topics.push(topic_entry(meta, node_id));
+                                                    topics.push(topic_entry(
+                                                        meta,
+                                                        node_id,
+                                                        &context.offline,
+                                                    ));
                                                     continue;
                                                 }
                                                 None => ErrorCode::UnknownTopicOrPartition,
@@ -93,7 +98,7 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
                         }
                     }
                     None => match catalog.topic_by_id(topic.topic_id) {
-                        Some(meta) => topic_entry(meta, node_id),
+                        Some(meta) => topic_entry(meta, node_id, &context.offline),
                         None => missing(None, topic.topic_id, ErrorCode::UnknownTopicId),
                     },
                 };
@@ -124,15 +129,30 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
         )
 }
 
-fn topic_entry(meta: &TopicMeta, node_id: i32) -> MetadataResponseTopic {
+/// A topic's partitions; one whose log is offline has KAFKA_STORAGE_ERROR, no leader and
+/// its replica listed as offline, as Kafka reports a partition whose only replica's log
+/// directory failed.
+fn topic_entry(
+    meta: &TopicMeta,
+    node_id: i32,
+    offline: &OfflinePartitions,
+) -> MetadataResponseTopic {
+    let offline = offline.of_topic(&meta.name);
     let partitions = (0..meta.partition_count() as i32)
         .map(|index| {
-            MetadataResponsePartition::default()
+            let partition = MetadataResponsePartition::default()
                 .with_partition_index(index)
-                .with_leader_id(BrokerId(node_id))
                 .with_leader_epoch(0)
-                .with_replica_nodes(vec![BrokerId(node_id)])
-                .with_isr_nodes(vec![BrokerId(node_id)])
+                .with_replica_nodes(vec![BrokerId(node_id)]);
+            match offline.contains_key(&index) {
+                false => partition
+                    .with_leader_id(BrokerId(node_id))
+                    .with_isr_nodes(vec![BrokerId(node_id)]),
+                true => partition
+                    .with_error_code(ErrorCode::KafkaStorageError.code())
+                    .with_leader_id(BrokerId(-1))
+                    .with_offline_replicas(vec![BrokerId(node_id)]),
+            }
         })
         .collect();
     MetadataResponseTopic::default()

@@ -80,8 +80,15 @@ pub async fn create_topic(
                 ApiError::new(ErrorCode::KafkaStorageError, error.to_string())
             }
         })?;
+    if let Err(error) = open_partitions(shard, &meta, 0..meta.partition_count() as i32).await {
+        // Nothing of a topic that cannot open stays behind (its catalog entry, its files).
+        tracing::error!(topic = name, error = %error.message, "cannot open the new topic's partitions; the topic is not created");
+        if let Err(undo) = delete_topic(shard, name).await {
+            tracing::error!(topic = name, error = %undo.message, "removing the topic that could not open failed");
+        }
+        return Err(error);
+    }
     tracing::info!(topic = name, partitions, "created topic");
-    open_partitions(shard, &meta, 0..meta.partition_count() as i32).await?;
     Ok(meta)
 }
 

@@ -7,6 +7,7 @@
 //! once the original is as durable as the retry asks.
 
 pub mod dir;
+pub mod offline;
 pub mod producers;
 
 use std::cell::{RefCell, RefMut};

@@ -110,6 +110,7 @@ impl Broker {
             io::probe(config.io_backend)?;
         }
         let lock = lock_data_dir(&config.data_dir)?;
+        raise_open_files_limit();
         let catalog = CatalogStore::open(&config.data_dir)?;
         let topic_ids = catalog
             .snapshot()
@@ -175,6 +176,7 @@ impl Broker {
             advertised: (host, i32::from(address.port())),
             metrics,
             replayed_offsets,
+            offline: Default::default(),
         });
         let (shutdown, shutdown_seen) = watch::channel(false);
         let (ready_sender, ready) = std::sync::mpsc::channel();
@@ -232,6 +234,43 @@ impl Broker {
             let _ = thread.join();
         }
     }
+}
+
+/// Open files each partition keeps: its active segment's log (a writer and a reader), offset
+/// index and time index. Each closed segment keeps three more, and a segment prepared ahead
+/// of a roll four.
+const FILES_PER_PARTITION: u64 = 4;
+/// Open files kept for listeners, connections, rings, the offsets logs and the rest.
+const FILES_RESERVED: u64 = 256;
+
+/// Raises the soft limit on open files to the hard limit, as most brokers need, and says
+/// how many partitions fit.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open files limit");
+        return;
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the open files limit");
+            limit.rlim_cur = before;
+        }
+    }
+    let fit = limit.rlim_cur.saturating_sub(FILES_RESERVED) / FILES_PER_PARTITION;
+    tracing::info!(
+        open_files = limit.rlim_cur,
+        raised_from = before,
+        partitions = fit,
+        "open files limit: about {fit} partitions of one segment fit (each closed segment keeps 3 files more)"
+    );
 }
 
 /// Offsets logs of shards that no longer exist (`--cores` went down): every group they held
@@ -296,10 +335,7 @@ async fn run_shard(
         }));
         return;
     }
-    if let Err(error) = open_owned_partitions(&shard).await {
-        let _ = ready.send(Err(error));
-        return;
-    }
+    open_owned_partitions(&shard).await;
     let _ = ready.send(Ok(()));
     let shard_for_inbox = shard.clone();
     tokio::task::spawn_local(retention_loop(shard.clone()));
@@ -339,24 +375,20 @@ async fn accept_loop(shard: Rc<Shard>, listener: net::Listener) {
     }
 }
 
-/// Opens (and so recovers) every partition this shard owns.
-async fn open_owned_partitions(shard: &Rc<Shard>) -> Result<(), BrokerError> {
+/// Opens (and so recovers) every partition this shard owns. A partition that cannot be
+/// opened is logged with its reason and left offline (Metadata reports it; the next request
+/// for it tries again); the others serve.
+async fn open_owned_partitions(shard: &Rc<Shard>) {
     let catalog = shard.context.catalog.snapshot();
     for topic in catalog.topics.values() {
         for (partition, owner) in topic.partition_shards.iter().enumerate() {
             if *owner == shard.id {
-                shard
-                    .partition(topic, partition as i32)
-                    .await
-                    .map_err(|source| BrokerError::ShardOpen {
-                        shard: shard.id,
-                        what: format!("{}-{partition}", topic.name),
-                        source,
-                    })?;
+                if let Err(error) = shard.partition(topic, partition as i32).await {
+                    tracing::error!(topic = %topic.name, partition, %error, "cannot open partition at start-up; it stays offline");
+                }
             }
         }
     }
-    Ok(())
 }
 
 /// Expires group members whose session ran out and finishes overdue rebalances.
@@ -393,11 +425,13 @@ async fn offsets_expiry_loop(shard: Rc<Shard>) {
     }
 }
 
-/// Publishes this shard's partition log sizes to the metrics every few seconds.
+/// Publishes this shard's partition log sizes to the metrics, and which of its logs a failed
+/// write took offline to Metadata, every few seconds.
 async fn publish_sizes_loop(shard: Rc<Shard>) {
     loop {
         let sizes = shard.local_partition_sizes();
         shard.context.metrics.publish_partition_sizes(sizes);
+        shard.publish_offline_logs();
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     }
 }

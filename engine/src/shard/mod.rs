@@ -36,6 +36,8 @@ pub struct BrokerContext {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Committed offsets read from every offsets log at start-up, by group.
     pub replayed_offsets: Arc<crate::group::GroupOffsets>,
+    /// Partitions that cannot serve, for Metadata.
+    pub offline: crate::partition::offline::OfflinePartitions,
 }
 
 /// See [`Shard::append_gates`].
@@ -200,8 +202,8 @@ impl Shard {
         let settings = topic_settings(&self.effective_config().log_defaults, &topic.configs)
             .map_err(StorageError::InvalidConfig)?;
         let dir = partition_dir(&self.context.config, &topic.name, partition);
-        crate::partition::dir::claim(&self.disk, &dir, topic.id).await?;
-        let local = Rc::new(
+        let opened = async {
+            crate::partition::dir::claim(&self.disk, &dir, topic.id).await?;
             LocalPartition::open(
                 self.disk.clone(),
                 dir,
@@ -209,8 +211,18 @@ impl Shard {
                 topic.id,
                 self.data_arrived.clone(),
             )
-            .await?,
-        );
+            .await
+        }
+        .await;
+        let offline = &self.context.offline;
+        let local = match opened {
+            Ok(local) => Rc::new(local),
+            Err(error) => {
+                offline.mark(&topic.name, partition, error.to_string());
+                return Err(error);
+            }
+        };
+        offline.clear(&topic.name, partition);
         self.partitions.borrow_mut().insert(key, local.clone());
         Ok(local)
     }
@@ -270,6 +282,7 @@ impl Shard {
     pub async fn drop_topic(&self, topic: &TopicMeta) -> Result<(), StorageError> {
         let name = &topic.name;
         self.context.metrics.forget_topic(name);
+        self.context.offline.forget_topic(name);
         self.append_gates
             .borrow_mut()
             .retain(|(gated, _), _| gated != name);
@@ -345,6 +358,16 @@ impl Shard {
             .iter()
             .map(|(key, local)| (key.clone(), local.log.size_bytes()))
             .collect()
+    }
+
+    /// Marks the open partitions whose log a failed write or fdatasync took offline.
+    pub fn publish_offline_logs(&self) {
+        let partitions = self.partitions.borrow();
+        for ((topic, partition), local) in partitions.iter() {
+            if let Some(reason) = local.log.offline_reason() {
+                self.context.offline.mark(topic, *partition, reason);
+            }
+        }
     }
 
     /// Every local partition (for retention and shutdown).

@@ -507,6 +507,12 @@ impl PartitionLog {
         self.inner.state.borrow().log_start_offset
     }
 
+    /// Why the log is offline (a write or fdatasync failed), if it is.
+    pub fn offline_reason(&self) -> Option<String> {
+        let state = self.inner.state.borrow();
+        state.failure.as_ref().map(|failure| failure.to_string())
+    }
+
     pub fn log_end_offset(&self) -> i64 {
         self.inner.state.borrow().log_end_offset
     }

@@ -13,36 +13,39 @@ pub struct BrokerProcess {
     data_dir: PathBuf,
     cores: usize,
     flags: Vec<String>,
+    /// RLIMIT_NOFILE (soft and hard) the broker runs with, when set.
+    open_files: Option<u64>,
     _temp: Option<tempfile::TempDir>,
 }
 
 impl BrokerProcess {
     /// Starts a broker with `cores` shards on a fresh data directory.
     pub fn start(cores: usize) -> BrokerProcess {
-        let temp = tempfile::tempdir().expect("temp dir");
-        let data_dir = temp.path().join("data");
-        let (child, address) = spawn(&data_dir, "127.0.0.1:0", cores, &[]);
-        BrokerProcess {
-            child: Some(child),
-            address,
-            data_dir,
-            cores,
-            flags: Vec::new(),
-            _temp: Some(temp),
-        }
+        BrokerProcess::launch(cores, &[], None)
+    }
+
+    /// Starts a broker whose open files limit (soft and hard) is `open_files`, also when it
+    /// is restarted.
+    pub fn start_with_open_files(cores: usize, open_files: u64) -> BrokerProcess {
+        BrokerProcess::launch(cores, &[], Some(open_files))
     }
 
     /// Starts a broker with extra `serve` flags.
     pub fn start_with(cores: usize, flags: &[&str]) -> BrokerProcess {
+        BrokerProcess::launch(cores, flags, None)
+    }
+
+    fn launch(cores: usize, flags: &[&str], open_files: Option<u64>) -> BrokerProcess {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
-        let (child, address) = spawn(&data_dir, "127.0.0.1:0", cores, flags);
+        let (child, address) = spawn(&data_dir, "127.0.0.1:0", cores, flags, open_files);
         BrokerProcess {
             child: Some(child),
             address,
             data_dir,
             cores,
             flags: flags.iter().map(|flag| flag.to_string()).collect(),
+            open_files,
             _temp: Some(temp),
         }
     }
@@ -55,7 +58,13 @@ impl BrokerProcess {
     pub fn kill_and_restart(&mut self) {
         self.kill();
         let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
-        let (child, address) = spawn(&self.data_dir, &self.address, self.cores, &flags);
+        let (child, address) = spawn(
+            &self.data_dir,
+            &self.address,
+            self.cores,
+            &flags,
+            self.open_files,
+        );
         assert_eq!(address, self.address);
         self.child = Some(child);
     }
@@ -120,10 +129,33 @@ fn wait_until_unbound(address: &str) {
     }
 }
 
-fn spawn(data_dir: &Path, listen: &str, cores: usize, flags: &[&str]) -> (Child, String) {
+fn spawn(
+    data_dir: &Path,
+    listen: &str,
+    cores: usize,
+    flags: &[&str],
+    open_files: Option<u64>,
+) -> (Child, String) {
+    use std::os::unix::process::CommandExt;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringlog"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringlog"));
+        if let Some(limit) = open_files {
+            let limit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: only setrlimit runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
