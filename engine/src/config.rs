@@ -43,6 +43,14 @@ pub struct BrokerConfig {
     pub connections_max_idle: Duration,
     /// A request frame whose rest does not arrive within this long closes its connection.
     pub partial_request_timeout: Duration,
+    /// `queued.max.request.bytes`: bytes of request frames the whole broker holds (being
+    /// read or dispatched and not yet answered); past it connections stop reading until
+    /// answers free some. A frame larger than the budget is admitted alone.
+    pub queued_max_request_bytes: usize,
+    /// `max.connections`: connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`: connections open at once from one address.
+    pub max_connections_per_ip: usize,
     /// Most requests a shard's inbox holds before senders wait.
     pub shard_inbox_capacity: usize,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None` serves none.
@@ -72,6 +80,9 @@ impl Default for BrokerConfig {
             in_flight_bytes_max: 16 * 1024 * 1024,
             connections_max_idle: Duration::from_secs(600),
             partial_request_timeout: Duration::from_secs(30),
+            queued_max_request_bytes: 256 * 1024 * 1024,
+            max_connections: i32::MAX as usize,
+            max_connections_per_ip: i32::MAX as usize,
             shard_inbox_capacity: 1024,
             metrics_listen: None,
             groups: crate::group::GroupSettings::default(),

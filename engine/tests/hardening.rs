@@ -228,3 +228,136 @@ async fn a_partition_that_cannot_open_is_offline_and_the_rest_serve() {
     all.sort();
     assert_eq!(read_all(&broker, "split"), all);
 }
+
+/// Whether the broker closed `stream` (or reset it) within a second.
+async fn closed_by_broker(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(std::time::Duration::from_secs(1), stream.read(&mut byte)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) | Err(_) => false,
+    }
+}
+
+/// An ApiVersions round trip on a fresh connection.
+async fn answers(broker: &BrokerProcess) -> bool {
+    match protocol::client::Client::connect(&broker.address, "probe").await {
+        Ok(mut client) => client
+            .send(&kafka_protocol::messages::ApiVersionsRequest::default())
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// max.connections.per.ip and max.connections: connections past either are closed as they
+/// arrive, the admitted ones keep working, and a closed one frees its place.
+#[tokio::test]
+async fn connections_past_the_limits_are_closed_and_places_are_freed() {
+    for flag in ["--max-connections-per-ip", "--max-connections"] {
+        let broker = BrokerProcess::start_with(1, &[flag, "3"]);
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(
+                tokio::net::TcpStream::connect(&broker.address)
+                    .await
+                    .unwrap(),
+            );
+        }
+        for stream in &mut held {
+            assert!(
+                !closed_by_broker(stream).await,
+                "{flag}: an admitted connection stays"
+            );
+        }
+        let mut extra = tokio::net::TcpStream::connect(&broker.address)
+            .await
+            .unwrap();
+        assert!(
+            closed_by_broker(&mut extra).await,
+            "{flag}: the fourth is closed"
+        );
+        assert!(
+            !answers(&broker).await,
+            "{flag}: no room for a client either"
+        );
+        held.pop();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !answers(&broker).await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{flag}: the freed place is reused"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// queued.max.request.bytes bounds what half-sent large frames can make the broker hold:
+/// 20 connections each send 15 MB of a 20 MB frame against a 64 MiB budget; the broker's
+/// RSS grows by far less than the 300 MB they sent (only the frames that got a share are
+/// read), a normal client is still answered, and the budget comes back when they go.
+#[tokio::test]
+async fn half_sent_large_frames_are_bounded_by_the_broker_wide_budget() {
+    use tokio::io::AsyncWriteExt;
+    let broker = BrokerProcess::start_with(
+        2,
+        &[
+            "--queued-max-request-bytes",
+            "67108864",
+            "--partial-request-timeout-ms",
+            "60000",
+        ],
+    );
+    let before = rss_bytes(broker.pid());
+    let frame_bytes: u32 = 20_000_000;
+    let mut senders = Vec::new();
+    for _ in 0..20 {
+        let address = broker.address.clone();
+        senders.push(tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+            stream.write_all(&frame_bytes.to_be_bytes()).await.unwrap();
+            let chunk = vec![7u8; 1 << 20];
+            for _ in 0..15 {
+                if stream.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            // Hold the connection with the frame unfinished.
+            tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let grown = rss_bytes(broker.pid()).saturating_sub(before);
+    assert!(
+        grown < 150 << 20,
+        "RSS grew by {} MiB holding half-sent frames",
+        grown >> 20
+    );
+    assert!(answers(&broker).await, "a normal client is still answered");
+    for sender in &senders {
+        sender.abort();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (ok, _, _) = broker.cli(&["topic", "create", "after"], "");
+        if ok {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the budget came back");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (ok, _, err) = broker.cli(&["produce", "after"], "fits\n");
+    assert!(ok, "{err}");
+}

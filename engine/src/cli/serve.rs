@@ -61,6 +61,18 @@ pub struct ServeArgs {
     /// long [default: 30000].
     #[arg(long)]
     pub partial_request_timeout_ms: Option<u64>,
+    /// Bytes of request frames the whole broker holds, being read or awaiting their answer
+    /// (queued.max.request.bytes); past it connections stop reading [default: 268435456].
+    #[arg(long)]
+    pub queued_max_request_bytes: Option<usize>,
+    /// Connections open at once; more are closed as they arrive (max.connections)
+    /// [default: 2147483647].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one IP address (max.connections.per.ip)
+    /// [default: 2147483647].
+    #[arg(long)]
+    pub max_connections_per_ip: Option<usize>,
     /// Serve Prometheus metrics at GET /metrics on this address (port 0 picks a free port).
     #[arg(long, env = "RINGLOG_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -112,6 +124,9 @@ struct FileConfig {
     max_in_flight_bytes: Option<usize>,
     connections_max_idle_ms: Option<u64>,
     partial_request_timeout_ms: Option<u64>,
+    queued_max_request_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
     metrics_listen: Option<SocketAddr>,
     retention_check_secs: Option<u64>,
     group_min_session_timeout_ms: Option<u64>,
@@ -224,6 +239,19 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
             .or(file.partial_request_timeout_ms)
             .map(|ms| std::time::Duration::from_millis(ms.max(1)))
             .unwrap_or(defaults.partial_request_timeout),
+        queued_max_request_bytes: args
+            .queued_max_request_bytes
+            .or(file.queued_max_request_bytes)
+            .unwrap_or(defaults.queued_max_request_bytes)
+            .clamp(1, u32::MAX as usize),
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.max_connections),
+        max_connections_per_ip: args
+            .max_connections_per_ip
+            .or(file.max_connections_per_ip)
+            .unwrap_or(defaults.max_connections_per_ip),
         retention_check_interval: args
             .retention_check_secs
             .or(file.retention_check_secs)

@@ -16,7 +16,11 @@
 //! reading (backpressure on the socket, not buffering). A single frame larger than the
 //! byte budget is admitted alone. Reading itself holds a chunk of `READ_CHUNK_BYTES` while
 //! idle, and at most one frame (`socket.request.max.bytes`), whose size is checked from its
-//! prefix before its body is read.
+//! prefix before its body is read. Broker-wide, the bytes of every frame being read or
+//! awaiting its answer count against `queued.max.request.bytes`: a frame's share is taken
+//! once its size is known and before its body is read, so past the budget connections stop
+//! reading until answers free some. Connections past `max.connections` or
+//! `max.connections.per.ip` are closed as they arrive.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -32,6 +36,7 @@ use protocol::response::{encode_bare_error, encode_response};
 use protocol::{versions, ErrorCode};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
+use super::budget::Share;
 use crate::api;
 use crate::io::net::Connection;
 use crate::shard::Shard;
@@ -62,6 +67,7 @@ struct InFlight {
     answer: Answer,
     _slot: OwnedSemaphorePermit,
     _bytes: OwnedSemaphorePermit,
+    _queued: Share,
 }
 
 enum Answer {
@@ -102,6 +108,17 @@ impl Drop for RunningGuard {
 }
 
 pub async fn serve(shard: Rc<Shard>, connection: Connection, peer: SocketAddr) {
+    let _admitted = match shard.context.connections.admit(peer.ip()) {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            shard.context.metrics.connection_refused(shard.id);
+            if let Some(suppressed) = refusal_log_allowed() {
+                tracing::warn!(%peer, reason = %refused, suppressed, "refusing connection");
+            }
+            connection.shutdown();
+            return;
+        }
+    };
     tracing::debug!(shard = shard.id, %peer, "connection opened");
     let metrics = shard.context.metrics.clone();
     metrics.connections_open.fetch_add(1, Ordering::Relaxed);
@@ -136,11 +153,19 @@ async fn read_requests(
     let requests_in_flight_max = config.requests_in_flight_max.max(1);
     let slots = Arc::new(Semaphore::new(requests_in_flight_max));
     let running = Rc::new(Running::default());
+    let queued = shard.context.queued_bytes.clone();
+    // The broker-wide share of the frame being read, taken once its size is known and
+    // before its body is read.
+    let mut frame_share: Option<Share> = None;
     let mut buffer = BytesMut::new();
     loop {
         loop {
             match frame::split_frame(&mut buffer, max_request_bytes) {
                 Ok(Some(request)) => {
+                    // Whole in the first read: already in memory, only charged.
+                    let share = frame_share
+                        .take()
+                        .unwrap_or_else(|| queued.charge(request.len()));
                     let Ok(slot) = slots.clone().acquire_owned().await else {
                         return;
                     };
@@ -155,6 +180,7 @@ async fn read_requests(
                             answer,
                             _slot: slot,
                             _bytes: bytes,
+                            _queued: share,
                         })
                         .await
                         .is_err()
@@ -166,7 +192,7 @@ async fn read_requests(
                 Ok(None) => break,
                 Err(error) => {
                     shard.context.metrics.connection_refused(shard.id);
-                    if let Some(suppressed) = REFUSALS_LOGGED.with(|limit| limit.allow()) {
+                    if let Some(suppressed) = refusal_log_allowed() {
                         tracing::warn!(%peer, %error, suppressed, "refusing frame; closing connection");
                     }
                     return;
@@ -178,6 +204,10 @@ async fn read_requests(
             Ok(Some(size)) => (size + frame::SIZE_BYTES).saturating_sub(buffer.len()),
             _ => 0,
         };
+        if pending > 0 && frame_share.is_none() {
+            // Past the broker-wide budget this waits, not reading, until answers free some.
+            frame_share = Some(queued.take(buffer.len() + pending).await);
+        }
         // Bytes are read straight into the frame buffer and frames are split off it without
         // a copy (a frame in flight keeps the allocation it was read into alive until it is
         // answered: at most `requests_in_flight_max` reads of up to 1 MiB).
@@ -209,7 +239,7 @@ async fn read_requests(
                 Err(_) => {
                     // The read is dropped (tokio-uring keeps its buffer until the kernel
                     // lets go); shutting the socket ends it.
-                    if let Some(suppressed) = REFUSALS_LOGGED.with(|limit| limit.allow()) {
+                    if let Some(suppressed) = refusal_log_allowed() {
                         tracing::info!(%peer, reason = why, ?limit, suppressed, "closing connection");
                     }
                     connection.shutdown();
@@ -304,7 +334,7 @@ async fn write_answers(
             Err(error) => Err(error),
         };
         if let Err(reason) = written {
-            if let Some(suppressed) = REFUSALS_LOGGED.with(|limit| limit.allow()) {
+            if let Some(suppressed) = refusal_log_allowed() {
                 tracing::info!(%peer, %reason, suppressed, "closing connection");
             }
             dispatched.close();
@@ -336,6 +366,12 @@ impl LogLimit {
             }
         }
     }
+}
+
+/// `Some(lines suppressed since the last one)` when a line about a refused or closed
+/// connection may be written now on this shard thread.
+pub(super) fn refusal_log_allowed() -> Option<u64> {
+    REFUSALS_LOGGED.with(|limit| limit.allow())
 }
 
 thread_local! {

@@ -5,7 +5,9 @@
 //! (`io::block_on`). A shard opens the partitions it owns, accepts connections, serves
 //! them, runs retention on a timer, and runs jobs other shards send to its inbox.
 
+pub mod budget;
 pub mod connection;
+pub mod limits;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -177,6 +179,11 @@ impl Broker {
             metrics,
             replayed_offsets,
             offline: Default::default(),
+            connections: Arc::new(limits::ConnectionLimits::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+            )),
+            queued_bytes: Arc::new(budget::ByteBudget::new(config.queued_max_request_bytes)),
         });
         let (shutdown, shutdown_seen) = watch::channel(false);
         let (ready_sender, ready) = std::sync::mpsc::channel();
@@ -368,7 +375,11 @@ async fn accept_loop(shard: Rc<Shard>, listener: net::Listener) {
                 tokio::task::spawn_local(connection::serve(shard.clone(), connection, peer));
             }
             Err(error) => {
-                tracing::warn!(shard = shard.id, %error, "accept failed");
+                // Out of file descriptors (EMFILE), mostly: logged at most once a second.
+                shard.context.metrics.connection_refused(shard.id);
+                if let Some(suppressed) = connection::refusal_log_allowed() {
+                    tracing::warn!(shard = shard.id, %error, suppressed, "accept failed");
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }

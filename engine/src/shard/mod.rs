@@ -38,6 +38,10 @@ pub struct BrokerContext {
     pub replayed_offsets: Arc<crate::group::GroupOffsets>,
     /// Partitions that cannot serve, for Metadata.
     pub offline: crate::partition::offline::OfflinePartitions,
+    /// Connections open, against max.connections and max.connections.per.ip.
+    pub connections: Arc<crate::server::limits::ConnectionLimits>,
+    /// Bytes of request frames held broker-wide (queued.max.request.bytes).
+    pub queued_bytes: Arc<crate::server::budget::ByteBudget>,
 }
 
 /// See [`Shard::append_gates`].

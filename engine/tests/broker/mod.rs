@@ -50,6 +50,11 @@ impl BrokerProcess {
         }
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker running").id()
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
