@@ -361,3 +361,31 @@ async fn half_sent_large_frames_are_bounded_by_the_broker_wide_budget() {
     let (ok, _, err) = broker.cli(&["produce", "after"], "fits\n");
     assert!(ok, "{err}");
 }
+
+/// Committed offsets that cannot be read stop the start-up with one line naming the log and
+/// the file, rather than starting with the group's offsets silently gone.
+#[tokio::test]
+async fn unreadable_committed_offsets_refuse_the_start_naming_the_file() {
+    let mut broker = BrokerProcess::start(1);
+    let (ok, _, err) = broker.cli(&["topic", "create", "orders"], "");
+    assert!(ok, "{err}");
+    broker.kill();
+    let damaged = broker
+        .data_dir()
+        .join("__consumer_offsets-0")
+        .join("log-start-offset");
+    std::fs::write(&damaged, b"not an offset").unwrap();
+    let started = broker::serve_expecting_failure(broker.data_dir());
+    assert!(!started.status.success());
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert!(
+        stderr.contains("cannot read the committed offsets in")
+            && stderr.contains("__consumer_offsets-0")
+            && stderr.contains("log-start-offset"),
+        "{stderr}"
+    );
+    std::fs::remove_file(&damaged).unwrap();
+    broker.kill_and_restart();
+    let (ok, out, err) = broker.cli(&["topic", "list"], "");
+    assert!(ok && out.contains("orders"), "{out}{err}");
+}

@@ -316,14 +316,7 @@ async fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
     let mut broker = BrokerProcess::start(1);
     let (ok, _, err) = broker.cli(&["topic", "create", "locked"], "");
     assert!(ok, "{err}");
-    let second = std::process::Command::new(env!("CARGO_BIN_EXE_ringlog"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(broker.data_dir())
-        .args(["--listen", "127.0.0.1:0", "--cores", "1", "--no-pin"])
-        .env("RINGLOG_LOG", "warn")
-        .output()
-        .expect("run a second ringlog serve");
+    let second = broker::serve_expecting_failure(broker.data_dir());
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(

@@ -21,7 +21,21 @@ pub use coordinator::{
     consumer_subscription, Coordinator, GroupDescription, GroupSettings, GroupState, JoinOutcome,
     JoinRequest, MemberDescription, SyncOutcome,
 };
-pub use offsets::{replay, CommittedOffset, GroupOffsets, OffsetStore, OFFSETS_LOG_PREFIX};
+pub use offsets::{
+    replay, CommittedOffset, GroupOffsets, OffsetStore, ReplayError, OFFSETS_LOG_PREFIX,
+};
+
+/// The settings of the internal offsets logs: never deleted by retention nor recycled (only
+/// compaction removes old segments), segments of `offsets.topic.segment.bytes`.
+pub fn offsets_log_config(config: &crate::config::BrokerConfig) -> crate::storage::LogConfig {
+    crate::storage::LogConfig {
+        retention_ms: None,
+        retention_bytes: None,
+        segment_bytes: config.groups.offsets_segment_bytes,
+        recycle_segments_max: 0,
+        ..config.log_defaults.clone()
+    }
+}
 
 /// The shard that coordinates `group` among `shards` shards.
 pub fn coordinator_shard(group: &str, shards: usize) -> usize {

@@ -12,14 +12,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 use protocol::record_batch::{BatchHeader, RecordBatchBuilder};
 use protocol::records::Records;
 use serde::{Deserialize, Serialize};
 
-use crate::storage::{Ack, PartitionLog, StorageError};
+use crate::io::Disk;
+use crate::storage::{Ack, Clock, LogConfig, PartitionLog, StorageError};
 
 pub const OFFSETS_LOG_PREFIX: &str = "__consumer_offsets-";
 
@@ -35,6 +36,9 @@ type Key = (String, i32);
 
 /// Committed offsets by group, then by (topic, partition).
 pub type GroupOffsets = HashMap<String, HashMap<Key, CommittedOffset>>;
+
+/// Bytes read at a time while replaying an offsets log.
+const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
 
 /// Most records in one batch of a snapshot.
 const SNAPSHOT_BATCH_RECORDS: usize = 512;
@@ -173,6 +177,12 @@ impl OffsetStore {
     }
 
     /// Groups with committed offsets.
+    /// Waits until everything written to the offsets log is durable (commits are fsynced
+    /// before they are acknowledged; this covers snapshots and tombstones at shutdown).
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        self.log.flush().await
+    }
+
     pub fn groups(&self) -> Vec<String> {
         self.offsets.borrow().keys().cloned().collect()
     }
@@ -279,93 +289,68 @@ fn record_key(group: &str, topic: &str, partition: i32) -> String {
     format!("{group}\0{topic}\0{partition}")
 }
 
-/// Reads every `__consumer_offsets-*` log under `data_dir` (valid batches only, stopping at
-/// the first bad one in a segment) and keeps the newest commit per (group, topic, partition).
-pub fn replay(data_dir: &Path) -> GroupOffsets {
-    // Per key: (timestamp, the commit or None for a tombstone).
-    let mut newest: HashMap<String, HashMap<Key, (i64, Option<CommittedOffset>)>> = HashMap::new();
-    let Ok(entries) = std::fs::read_dir(data_dir) else {
-        return GroupOffsets::new();
-    };
-    for entry in entries.flatten() {
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(OFFSETS_LOG_PREFIX)
-        {
-            continue;
-        }
-        let Ok(files) = std::fs::read_dir(entry.path()) else {
-            continue;
+/// Why the committed offsets could not be read at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot list {}: {source}", dir.display())]
+    List {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the committed offsets in {}: {source}", dir.display())]
+    Log {
+        dir: PathBuf,
+        #[source]
+        source: StorageError,
+    },
+    #[error("cannot read the committed offsets in {}: the record at offset {offset} {reason}", dir.display())]
+    Record {
+        dir: PathBuf,
+        offset: i64,
+        reason: String,
+    },
+}
+
+/// Per key: (timestamp, the commit or None for a tombstone).
+type Newest = HashMap<String, HashMap<Key, (i64, Option<CommittedOffset>)>>;
+
+/// Reads every `__consumer_offsets-*` log under `data_dir` through the storage layer (each
+/// opened, so recovered and CRC-checked, as a partition log, then read from its start to
+/// its end) and keeps the newest commit per (group, topic, partition). A log that cannot be
+/// opened or read, or a record that is not a commit, is an error naming the log: the broker
+/// must not start with committed offsets silently missing.
+pub async fn replay(
+    disk: &Disk,
+    data_dir: &Path,
+    config: &LogConfig,
+) -> Result<GroupOffsets, ReplayError> {
+    let mut newest = Newest::new();
+    let names = disk
+        .list_dir(data_dir)
+        .map_err(|source| ReplayError::List {
+            dir: data_dir.to_path_buf(),
+            source,
+        })?;
+    let mut dirs: Vec<PathBuf> = names
+        .iter()
+        .filter(|name| name.starts_with(OFFSETS_LOG_PREFIX))
+        .map(|name| data_dir.join(name))
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let failed = |source| ReplayError::Log {
+            dir: dir.clone(),
+            source,
         };
-        // Segments only (named by their 20-digit base offset; not a prepared or recycled
-        // file), in offset order, each read while its offsets continue.
-        let mut logs: Vec<(i64, std::path::PathBuf)> = files
-            .flatten()
-            .map(|f| f.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-            .filter_map(|p| {
-                let stem = p.file_stem()?.to_str()?;
-                let base = (stem.len() == 20).then(|| stem.parse::<i64>().ok())??;
-                Some((base, p))
-            })
-            .collect();
-        logs.sort();
-        for (base, log) in logs {
-            let Ok(bytes) = std::fs::read(&log) else {
-                continue;
-            };
-            let mut at = 0;
-            let mut expected = base;
-            while let Ok(header) = BatchHeader::parse(&bytes[at..]) {
-                if header.base_offset != expected {
-                    break;
-                }
-                expected = header.last_offset() + 1;
-                let end = at + header.total_bytes();
-                let Some(batch) = bytes.get(at..end) else {
-                    break;
-                };
-                if protocol::record_batch::validate_batch(batch, usize::MAX).is_err() {
-                    break;
-                }
-                if let Ok(records) = Records::new(batch) {
-                    for record in records.flatten() {
-                        let Some(key) = record.key else {
-                            continue;
-                        };
-                        let key = String::from_utf8_lossy(key);
-                        let mut parts = key.split('\0');
-                        let (Some(group), Some(topic), Some(partition)) =
-                            (parts.next(), parts.next(), parts.next())
-                        else {
-                            continue;
-                        };
-                        let Ok(partition) = partition.parse::<i32>() else {
-                            continue;
-                        };
-                        let (timestamp, committed) = match record.value {
-                            None => (record.timestamp, None),
-                            Some(value) => match serde_json::from_slice::<CommittedOffset>(value) {
-                                Ok(committed) => (committed.timestamp, Some(committed)),
-                                Err(_) => continue,
-                            },
-                        };
-                        let entries = newest.entry(group.to_string()).or_default();
-                        let slot = (topic.to_string(), partition);
-                        if entries
-                            .get(&slot)
-                            .is_none_or(|(existing, _)| *existing <= timestamp)
-                        {
-                            entries.insert(slot, (timestamp, committed));
-                        }
-                    }
-                }
-                at = end;
-            }
-        }
+        let log = PartitionLog::open(disk.clone(), dir.clone(), config.clone(), Clock::system())
+            .await
+            .map_err(failed)?;
+        let read = replay_log(&log, &dir, &mut newest).await;
+        log.close().await.map_err(failed)?;
+        read?;
     }
-    newest
+    Ok(newest
         .into_iter()
         .map(|(group, entries)| {
             let live: HashMap<Key, CommittedOffset> = entries
@@ -375,5 +360,88 @@ pub fn replay(data_dir: &Path) -> GroupOffsets {
             (group, live)
         })
         .filter(|(_, entries)| !entries.is_empty())
-        .collect()
+        .collect())
+}
+
+/// Every record of one offsets log into `newest`.
+async fn replay_log(
+    log: &PartitionLog,
+    dir: &Path,
+    newest: &mut Newest,
+) -> Result<(), ReplayError> {
+    let failed = |source| ReplayError::Log {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut offset = log.log_start_offset();
+    let end = log.high_watermark();
+    while offset < end {
+        let read = log.read(offset, REPLAY_READ_BYTES).await.map_err(failed)?;
+        let batches = read.batch_headers();
+        if batches.is_empty() {
+            break;
+        }
+        for chunk in &read.chunks {
+            let mut at = 0;
+            while at < chunk.len() {
+                let header =
+                    BatchHeader::parse(&chunk[at..]).map_err(|error| failed(error.into()))?;
+                let batch = &chunk[at..at + header.total_bytes()];
+                let records = Records::new(batch).map_err(|error| ReplayError::Record {
+                    dir: dir.to_path_buf(),
+                    offset: header.base_offset,
+                    reason: error.to_string(),
+                })?;
+                for record in records {
+                    let record = record.map_err(|error| ReplayError::Record {
+                        dir: dir.to_path_buf(),
+                        offset: header.base_offset,
+                        reason: error.to_string(),
+                    })?;
+                    if record.offset < log.log_start_offset() {
+                        continue;
+                    }
+                    note_record(newest, &record).map_err(|reason| ReplayError::Record {
+                        dir: dir.to_path_buf(),
+                        offset: record.offset,
+                        reason,
+                    })?;
+                }
+                at += header.total_bytes();
+            }
+        }
+        offset = batches.last().expect("batches read").last_offset() + 1;
+    }
+    Ok(())
+}
+
+/// One commit or tombstone record: the newest per key wins.
+fn note_record(newest: &mut Newest, record: &protocol::records::Record<'_>) -> Result<(), String> {
+    let key = record.key.ok_or("has no key")?;
+    let key = std::str::from_utf8(key).map_err(|_| "has a key that is not text".to_string())?;
+    let mut parts = key.split('\0');
+    let (Some(group), Some(topic), Some(partition)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("has the key {key:?}, not group/topic/partition"));
+    };
+    let partition: i32 = partition
+        .parse()
+        .map_err(|_| format!("has the partition {partition:?} in its key"))?;
+    let (timestamp, committed) = match record.value {
+        None => (record.timestamp, None),
+        Some(value) => {
+            let committed: CommittedOffset = serde_json::from_slice(value)
+                .map_err(|error| format!("is not a commit: {error}"))?;
+            (committed.timestamp, Some(committed))
+        }
+    };
+    let entries = newest.entry(group.to_string()).or_default();
+    let slot = (topic.to_string(), partition);
+    if entries
+        .get(&slot)
+        .is_none_or(|(existing, _)| *existing <= timestamp)
+    {
+        entries.insert(slot, (timestamp, committed));
+    }
+    Ok(())
 }

@@ -36,6 +36,8 @@ pub enum BrokerError {
     Io(#[from] io::IoError),
     #[error("--cores must be at least 1")]
     NoCores,
+    #[error(transparent)]
+    Offsets(#[from] crate::group::ReplayError),
     #[error("data directory {} is in use by another ringlog (it holds {LOCK_FILE}); stop it or use another --data-dir", data_dir.display())]
     DataDirInUse { data_dir: std::path::PathBuf },
     #[error("cannot lock {}: {source}", path.display())]
@@ -170,7 +172,7 @@ impl Broker {
             }
             None => None,
         };
-        let replayed_offsets = Arc::new(crate::group::replay(&config.data_dir));
+        let replayed_offsets = Arc::new(replay_offsets(&config)?);
         let context = Arc::new(BrokerContext {
             config: config.clone(),
             catalog,
@@ -241,6 +243,17 @@ impl Broker {
             let _ = thread.join();
         }
     }
+}
+
+/// Every committed offset, read from the offsets logs before the shards start (on a
+/// runtime of its own, through the storage layer).
+fn replay_offsets(config: &BrokerConfig) -> Result<crate::group::GroupOffsets, BrokerError> {
+    let offsets_config = crate::group::offsets_log_config(config);
+    let disk = io::Disk::new(config.io_backend);
+    let replayed = io::block_on(config.io_backend, async {
+        crate::group::replay(&disk, &config.data_dir, &offsets_config).await
+    })?;
+    Ok(replayed?)
 }
 
 /// Open files each partition keeps: its active segment's log (a writer and a reader), offset

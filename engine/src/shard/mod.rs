@@ -128,14 +128,7 @@ impl Shard {
             crate::group::OFFSETS_LOG_PREFIX,
             self.id
         ));
-        // Never deleted by retention nor recycled: only compaction removes old segments.
-        let config = crate::storage::LogConfig {
-            retention_ms: None,
-            retention_bytes: None,
-            segment_bytes: self.context.config.groups.offsets_segment_bytes,
-            recycle_segments_max: 0,
-            ..self.context.config.log_defaults.clone()
-        };
+        let config = crate::group::offsets_log_config(&self.context.config);
         let log = PartitionLog::open(self.disk.clone(), dir, config, Clock::system()).await?;
         let shards = self.shard_count();
         let mine = self
@@ -379,20 +372,28 @@ impl Shard {
         self.partitions.borrow().values().cloned().collect()
     }
 
-    /// Closes every local partition: flushes data and writes indexes.
+    /// Closes every local partition: flushes data and writes indexes. A partition a request
+    /// still holds is flushed (it closes when the request lets go). Every partition that
+    /// could not be flushed is named in the log.
     pub async fn close_all(&self) {
-        let all: Vec<_> = self
-            .partitions
-            .borrow_mut()
-            .drain()
-            .map(|(_, local)| local)
-            .collect();
-        for local in all {
-            if let Ok(local) = Rc::try_unwrap(local) {
-                if let Err(error) = local.log.close().await {
-                    tracing::warn!(%error, "closing a partition failed");
-                }
+        let all: Vec<_> = self.partitions.borrow_mut().drain().collect();
+        let mut unflushed = Vec::new();
+        for ((topic, partition), local) in all {
+            let flushed = match Rc::try_unwrap(local) {
+                Ok(local) => local.log.close().await,
+                Err(shared) => shared.log.flush().await,
+            };
+            if let Err(error) = flushed {
+                tracing::error!(topic = %topic, partition, %error, "shutdown could not flush the partition");
+                unflushed.push(format!("{topic}-{partition}"));
             }
+        }
+        if let Err(error) = self.offsets().flush().await {
+            tracing::error!(shard = self.id, %error, "shutdown could not flush the offsets log");
+            unflushed.push(format!("{}{}", crate::group::OFFSETS_LOG_PREFIX, self.id));
+        }
+        if !unflushed.is_empty() {
+            tracing::error!(shard = self.id, partitions = ?unflushed, "shard stopped with partitions not flushed");
         }
     }
 }

@@ -115,6 +115,19 @@ impl BrokerProcess {
     }
 }
 
+/// Runs `ringlog serve` on `data_dir` (one shard, any port) to its end, for a start-up that
+/// must fail: its output.
+pub fn serve_expecting_failure(data_dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ringlog"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0", "--cores", "1", "--no-pin"])
+        .env("RINGLOG_LOG", "warn")
+        .output()
+        .expect("run ringlog serve")
+}
+
 impl Drop for BrokerProcess {
     fn drop(&mut self) {
         self.kill();
