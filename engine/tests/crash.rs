@@ -229,6 +229,16 @@ fn eio_and_enospc_fail_appends_cleanly_and_lose_nothing_acknowledged() {
                 if let Ok(appended) = later {
                     assert!(appended.wait().await.is_err(), "seed {seed}");
                 }
+                // It still serves every batch it acknowledged as durable, as appended.
+                let served: BTreeMap<i64, Vec<u8>> =
+                    read_everything(&log).await.into_iter().collect();
+                for base in model.durable.range(log.log_start_offset()..) {
+                    assert_eq!(
+                        served.get(base),
+                        model.appended.get(base),
+                        "seed {seed}: durable batch at {base} served while offline"
+                    );
+                }
             }
         })
         .unwrap();

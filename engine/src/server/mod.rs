@@ -450,12 +450,14 @@ async fn offsets_expiry_loop(shard: Rc<Shard>) {
 }
 
 /// Publishes this shard's partition log sizes to the metrics, and which of its logs a failed
-/// write took offline to Metadata, every few seconds.
+/// write took offline to Metadata, every few seconds; reopens the ones a full disk took
+/// offline once there is room again.
 async fn publish_sizes_loop(shard: Rc<Shard>) {
     loop {
         let sizes = shard.local_partition_sizes();
         shard.context.metrics.publish_partition_sizes(sizes);
         shard.publish_offline_logs();
+        shard.reopen_logs_offline_for_space().await;
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     }
 }

@@ -367,6 +367,46 @@ impl Shard {
         }
     }
 
+    /// Reopens the partitions a full disk took offline once the data directory has room
+    /// again (`REOPEN_FREE_BYTES`): recovery cuts the unacknowledged tail and appends
+    /// resume, without a restart. One an I/O error took offline stays so until a restart.
+    pub async fn reopen_logs_offline_for_space(&self) {
+        let full: Vec<(String, i32)> = self
+            .partitions
+            .borrow()
+            .iter()
+            .filter(|(_, local)| local.log.offline_for_space())
+            .map(|(key, _)| key.clone())
+            .collect();
+        if full.is_empty() {
+            return;
+        }
+        let free = free_bytes(&self.context.config.data_dir);
+        if free.is_none_or(|free| free < REOPEN_FREE_BYTES) {
+            return;
+        }
+        let catalog = self.context.catalog.snapshot();
+        for (topic, partition) in full {
+            let Some(meta) = catalog.topics.get(&topic) else {
+                continue;
+            };
+            // A request still holding the old log finishes against it (offline).
+            drop(
+                self.partitions
+                    .borrow_mut()
+                    .remove(&(topic.clone(), partition)),
+            );
+            match self.partition(meta, partition).await {
+                Ok(_) => {
+                    tracing::info!(topic = %topic, partition, ?free, "reopened a partition the full disk took offline")
+                }
+                Err(error) => {
+                    tracing::warn!(topic = %topic, partition, %error, "reopening a partition the full disk took offline failed")
+                }
+            }
+        }
+    }
+
     /// Every local partition (for retention and shutdown).
     pub fn local_partitions(&self) -> Vec<Rc<LocalPartition>> {
         self.partitions.borrow().values().cloned().collect()
@@ -396,6 +436,21 @@ impl Shard {
             tracing::error!(shard = self.id, partitions = ?unflushed, "shard stopped with partitions not flushed");
         }
     }
+}
+
+/// Free space a data directory needs before partitions a full disk took offline reopen.
+const REOPEN_FREE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Bytes an unprivileged process may still write on the file system holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs only writes into `stats`; `path` is a valid C string.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return None;
+    }
+    Some(stats.f_bavail as u64 * stats.f_frsize as u64)
 }
 
 /// `<data-dir>/<topic>-<partition>`.

@@ -353,14 +353,16 @@ impl PartitionLog {
 
     /// Whole batches from the one holding `offset`, up to `max_bytes` (the first batch is
     /// whole whatever its size), all below the high watermark. Empty at the high
-    /// watermark; `OffsetOutOfRange` below the log start or past the log end.
+    /// watermark; `OffsetOutOfRange` below the log start or past the log end. A log a
+    /// failed write took offline still serves what it acknowledged: the frontiers only ever
+    /// moved over writes (and fdatasyncs) that completed.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, StorageError> {
         let max_bytes = max_bytes.min(READ_BYTES_MAX);
         let policy = self.inner.config.borrow().flush_policy;
         let (plan, mut result) = {
             let state = self.inner.state.borrow();
-            if let Some(failure) = &state.failure {
-                return Err(StorageError::Offline(failure.clone()));
+            if state.closed {
+                return Err(StorageError::Closed);
             }
             let high_watermark = state.high_watermark(policy);
             let result = ReadResult {
@@ -511,6 +513,18 @@ impl PartitionLog {
     pub fn offline_reason(&self) -> Option<String> {
         let state = self.inner.state.borrow();
         state.failure.as_ref().map(|failure| failure.to_string())
+    }
+
+    /// Whether the log went offline because the disk was full (ENOSPC, EDQUOT): reopening
+    /// it once there is room again is safe, unlike after an I/O error.
+    pub fn offline_for_space(&self) -> bool {
+        let state = self.inner.state.borrow();
+        state.failure.as_ref().is_some_and(|failure| {
+            matches!(
+                failure.raw_os_error(),
+                Some(libc::ENOSPC) | Some(libc::EDQUOT)
+            )
+        })
     }
 
     pub fn log_end_offset(&self) -> i64 {

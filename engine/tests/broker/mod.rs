@@ -35,9 +35,24 @@ impl BrokerProcess {
         BrokerProcess::launch(cores, flags, None)
     }
 
+    /// Starts a broker on `data_dir` (which the caller keeps).
+    pub fn start_in(data_dir: &Path, cores: usize) -> BrokerProcess {
+        BrokerProcess::launch_in(data_dir.to_path_buf(), None, cores, &[], None)
+    }
+
     fn launch(cores: usize, flags: &[&str], open_files: Option<u64>) -> BrokerProcess {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
+        BrokerProcess::launch_in(data_dir, Some(temp), cores, flags, open_files)
+    }
+
+    fn launch_in(
+        data_dir: PathBuf,
+        temp: Option<tempfile::TempDir>,
+        cores: usize,
+        flags: &[&str],
+        open_files: Option<u64>,
+    ) -> BrokerProcess {
         let (child, address) = spawn(&data_dir, "127.0.0.1:0", cores, flags, open_files);
         BrokerProcess {
             child: Some(child),
@@ -46,7 +61,7 @@ impl BrokerProcess {
             cores,
             flags: flags.iter().map(|flag| flag.to_string()).collect(),
             open_files,
-            _temp: Some(temp),
+            _temp: temp,
         }
     }
 
