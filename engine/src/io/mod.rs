@@ -22,6 +22,7 @@ pub mod net;
 mod portable;
 pub mod sim;
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::os::unix::io::AsRawFd;
@@ -159,7 +160,24 @@ impl Disk {
     }
 
     pub async fn open(&self, path: &Path, options: OpenOptions) -> io::Result<File> {
-        let file = match self {
+        let backing = self.open_backing(path, options).await?;
+        Ok(File {
+            slot: Rc::new(Slot {
+                disk: self.clone(),
+                path: RefCell::new(path.to_path_buf()),
+                // Opened again (after an eviction) only as it is, never created.
+                options: OpenOptions {
+                    create: false,
+                    ..options
+                },
+                backing: RefCell::new(Some(Rc::new(backing))),
+                tick: Cell::new(None),
+            }),
+        })
+    }
+
+    async fn open_backing(&self, path: &Path, options: OpenOptions) -> io::Result<Backing> {
+        Ok(match self {
             Disk::Uring => {
                 use std::os::unix::fs::OpenOptionsExt;
                 let mut open = tokio_uring::fs::OpenOptions::new();
@@ -171,10 +189,6 @@ impl Disk {
             }
             Disk::Portable => Backing::Portable(portable::open(path, options)?),
             Disk::Sim(sim) => Backing::Sim(sim.open(path, options)?),
-        };
-        Ok(File {
-            backing: Rc::new(file),
-            path: path.to_path_buf(),
         })
     }
 
@@ -294,20 +308,152 @@ enum Backing {
 
 /// An open file. Cheap to clone (shared handle): a reader may hold it while the owner
 /// deletes the segment, and the descriptor closes when the last clone goes.
+///
+/// A file can be made evictable (the files of sealed segments are): its descriptor is then
+/// one of this thread's `EVICTABLE_FILES_MAX` most recently used, closed when it falls out
+/// of that set and opened again, as it was opened but never created, on its next use. An
+/// operation in flight keeps the descriptor it started with. So a partition's closed
+/// segments cost no descriptors while nobody reads them.
 #[derive(Clone)]
 pub struct File {
-    backing: Rc<Backing>,
-    path: PathBuf,
+    slot: Rc<Slot>,
+}
+
+/// What every clone of a `File` shares.
+struct Slot {
+    disk: Disk,
+    path: RefCell<PathBuf>,
+    options: OpenOptions,
+    /// `None` once evicted.
+    backing: RefCell<Option<Rc<Backing>>>,
+    /// Its place in this thread's evictable set, when it is evictable and open.
+    tick: Cell<Option<u64>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(tick) = self.tick.get() {
+            let _ = EVICTABLE.try_with(|cache| cache.forget(tick));
+        }
+    }
+}
+
+/// Descriptors of evictable files each thread keeps open at most.
+pub const EVICTABLE_FILES_MAX: usize = 128;
+
+/// This thread's open evictable files, least recently used first.
+struct Evictable {
+    next_tick: Cell<u64>,
+    open: RefCell<std::collections::BTreeMap<u64, std::rc::Weak<Slot>>>,
+}
+
+thread_local! {
+    static EVICTABLE: Evictable = const {
+        Evictable {
+            next_tick: Cell::new(0),
+            open: RefCell::new(std::collections::BTreeMap::new()),
+        }
+    };
+}
+
+impl Evictable {
+    /// Marks `slot` most recently used, closing the least recently used past the limit.
+    fn touch(&self, slot: &Rc<Slot>) {
+        let tick = self.next_tick.get();
+        self.next_tick.set(tick + 1);
+        let evicted: Vec<Rc<Slot>> = {
+            let mut open = self.open.borrow_mut();
+            if let Some(old) = slot.tick.replace(Some(tick)) {
+                open.remove(&old);
+            }
+            open.insert(tick, Rc::downgrade(slot));
+            let mut evicted = Vec::new();
+            while open.len() > EVICTABLE_FILES_MAX {
+                let (_, oldest) = open.pop_first().expect("more than the limit");
+                if let Some(oldest) = oldest.upgrade() {
+                    evicted.push(oldest);
+                }
+            }
+            evicted
+        };
+        // Dropped outside the borrow: a slot's drop may come back here.
+        for oldest in evicted {
+            oldest.tick.set(None);
+            oldest.backing.borrow_mut().take();
+        }
+    }
+
+    fn forget(&self, tick: u64) {
+        if let Ok(mut open) = self.open.try_borrow_mut() {
+            open.remove(&tick);
+        }
+    }
 }
 
 impl File {
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn path(&self) -> PathBuf {
+        self.slot.path.borrow().clone()
+    }
+
+    /// Where the file is now, after a rename (so that reopening finds it).
+    pub fn set_path(&self, path: &Path) {
+        *self.slot.path.borrow_mut() = path.to_path_buf();
+    }
+
+    /// From now on the descriptor may be closed while unused (see the type's docs).
+    pub fn make_evictable(&self) {
+        if self.slot.backing.borrow().is_some() {
+            EVICTABLE.with(|cache| cache.touch(&self.slot));
+        }
+    }
+
+    /// Closes an evictable file's descriptor now (it opens again if used).
+    pub fn close_now(&self) {
+        if let Some(tick) = self.slot.tick.take() {
+            EVICTABLE.with(|cache| cache.forget(tick));
+            self.slot.backing.borrow_mut().take();
+        }
+    }
+
+    /// Whether both are clones of one file (one descriptor).
+    pub fn shares_descriptor_with(&self, other: &File) -> bool {
+        Rc::ptr_eq(&self.slot, &other.slot)
+    }
+
+    /// Whether the descriptor is open now.
+    pub fn is_open(&self) -> bool {
+        self.slot.backing.borrow().is_some()
+    }
+
+    /// The open descriptor, opened again if it was evicted.
+    async fn backing(&self) -> io::Result<Rc<Backing>> {
+        let open = self.slot.backing.borrow().clone();
+        let backing = match open {
+            Some(backing) => {
+                if self.slot.tick.get().is_some() {
+                    EVICTABLE.with(|cache| cache.touch(&self.slot));
+                }
+                return Ok(backing);
+            }
+            None => {
+                let path = self.path();
+                Rc::new(
+                    self.slot
+                        .disk
+                        .open_backing(&path, self.slot.options)
+                        .await?,
+                )
+            }
+        };
+        *self.slot.backing.borrow_mut() = Some(backing.clone());
+        EVICTABLE.with(|cache| cache.touch(&self.slot));
+        Ok(backing)
     }
 
     /// Reads up to `len` bytes at `pos`; fewer only at end of file.
     pub async fn read_at(&self, len: usize, pos: u64) -> io::Result<Vec<u8>> {
-        match &*self.backing {
+        let backing = self.backing().await?;
+        match &*backing {
             Backing::Uring(file) => {
                 let mut out = Vec::with_capacity(len);
                 while out.len() < len {
@@ -336,7 +482,11 @@ impl File {
         if len == 0 {
             return (Ok(()), buf);
         }
-        match &*self.backing {
+        let backing = match self.backing().await {
+            Ok(backing) => backing,
+            Err(error) => return (Err(error), buf),
+        };
+        match &*backing {
             Backing::Uring(file) => {
                 use tokio_uring::buf::BoundedBuf;
                 let (result, slice) = file.write_all_at(buf.slice(..len), pos).await;
@@ -355,7 +505,8 @@ impl File {
 
     /// fdatasync.
     pub async fn sync_data(&self) -> io::Result<()> {
-        match &*self.backing {
+        let backing = self.backing().await?;
+        match &*backing {
             Backing::Uring(file) => file.sync_data().await,
             Backing::Portable(file) => file.sync_data(),
             Backing::Sim(file) => file.sync_data(),
@@ -364,7 +515,8 @@ impl File {
 
     /// Allocates blocks for `pos..pos+len` (fallocate mode 0: the size grows to cover it).
     pub async fn allocate(&self, pos: u64, len: u64) -> io::Result<()> {
-        match &*self.backing {
+        let backing = self.backing().await?;
+        match &*backing {
             Backing::Uring(file) => file.fallocate(pos, len, 0).await,
             Backing::Portable(file) => portable::fallocate(file, pos, len),
             Backing::Sim(file) => file.allocate(pos, len),
@@ -373,7 +525,8 @@ impl File {
 
     /// The file's size in bytes.
     pub async fn len(&self) -> io::Result<u64> {
-        match &*self.backing {
+        let backing = self.backing().await?;
+        match &*backing {
             Backing::Uring(file) => Ok(file.statx().await?.stx_size),
             Backing::Portable(file) => Ok(file.metadata()?.len()),
             Backing::Sim(file) => Ok(file.len()),
@@ -382,7 +535,8 @@ impl File {
 
     /// Last modification time, ms since the epoch.
     pub async fn modified_ms(&self) -> io::Result<i64> {
-        match &*self.backing {
+        let backing = self.backing().await?;
+        match &*backing {
             Backing::Uring(file) => {
                 let stat = file.statx().await?;
                 Ok(stat.stx_mtime.tv_sec * 1000 + i64::from(stat.stx_mtime.tv_nsec) / 1_000_000)
@@ -395,7 +549,8 @@ impl File {
     /// Truncates or extends the file to `len` bytes (ftruncate), on a helper thread that
     /// holds a duplicate of the descriptor.
     pub async fn set_len(&self, len: u64) -> io::Result<()> {
-        let duplicate = match &*self.backing {
+        let backing = self.backing().await?;
+        let duplicate = match &*backing {
             Backing::Uring(file) => {
                 // SAFETY: the descriptor belongs to `file`, which is alive for this call;
                 // it is only borrowed long enough to duplicate it.
@@ -414,4 +569,52 @@ fn bytes_of<B: IoBuf>(buf: &B, len: usize) -> &[u8] {
     // SAFETY: `IoBuf` guarantees `stable_ptr` points at `bytes_init` initialized bytes
     // owned by `buf`, which outlives the returned slice.
     unsafe { std::slice::from_raw_parts(buf.stable_ptr(), len) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past `EVICTABLE_FILES_MAX` evictable files, the least recently used are closed; each
+    /// opens again on its next use and reads what it held; a file never made evictable stays
+    /// open.
+    #[test]
+    fn evictable_files_stay_within_the_limit_and_reopen_on_use() {
+        let temp = tempfile::tempdir().unwrap();
+        block_on(Backend::Portable, async {
+            let disk = Disk::new(Backend::Portable);
+            let pinned = disk
+                .open(&temp.path().join("pinned"), OpenOptions::CREATE)
+                .await
+                .unwrap();
+            let mut files = Vec::new();
+            for i in 0..EVICTABLE_FILES_MAX + 40 {
+                let path = temp.path().join(format!("f{i}"));
+                std::fs::write(&path, format!("file {i}")).unwrap();
+                let file = disk.open(&path, OpenOptions::READ).await.unwrap();
+                file.make_evictable();
+                files.push(file);
+            }
+            let open = files.iter().filter(|file| file.is_open()).count();
+            assert_eq!(open, EVICTABLE_FILES_MAX);
+            assert!(!files[0].is_open(), "the least recently used went first");
+            assert!(pinned.is_open());
+            for (i, file) in files.iter().enumerate() {
+                let text = file.read_at(64, 0).await.unwrap();
+                assert_eq!(text, format!("file {i}").into_bytes());
+            }
+            assert_eq!(
+                files.iter().filter(|file| file.is_open()).count(),
+                EVICTABLE_FILES_MAX
+            );
+            // A renamed file reopens under its new name.
+            let moved = temp.path().join("moved");
+            let first = &files[0];
+            first.close_now();
+            std::fs::rename(first.path(), &moved).unwrap();
+            first.set_path(&moved);
+            assert_eq!(first.read_at(64, 0).await.unwrap(), b"file 0");
+        })
+        .unwrap();
+    }
 }

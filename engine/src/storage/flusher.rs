@@ -156,6 +156,9 @@ async fn execute(
         let renamed = write.rename.is_some();
         if let Some((from, to)) = &write.rename {
             rename_segment(inner, from, to).await?;
+            if let Some(segment) = inner.state.borrow().segments.get(&write.base) {
+                segment.files.renamed(to);
+            }
         }
         let PendingWrite {
             buf,
@@ -364,6 +367,7 @@ async fn seal(inner: &Inner, base: i64) -> Result<(), StorageError> {
     let mut state = inner.state.borrow_mut();
     if let Some(segment) = state.segments.get_mut(&base) {
         segment.write = None;
+        segment.files.release_sealed();
     }
     state.open_bases.retain(|open| *open != base);
     tracing::debug!(dir = %inner.dir.display(), base, size, "sealed segment");

@@ -99,6 +99,7 @@ impl LogLoader<'_> {
             .filter(|segment| segment.base_offset != last_base)
         {
             segment.write = None;
+            segment.files.release_sealed();
         }
         let mut recycled: Vec<_> = names
             .iter()

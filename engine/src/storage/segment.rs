@@ -88,6 +88,27 @@ pub struct SegmentFiles {
 }
 
 impl SegmentFiles {
+    /// For a sealed segment: every descriptor becomes evictable (`io::File`), and all but
+    /// the read handle close now; they open again when something needs them.
+    pub fn release_sealed(&self) {
+        for file in [&self.log, &self.reader, &self.index, &self.time_index] {
+            file.make_evictable();
+        }
+        for file in [&self.log, &self.index, &self.time_index] {
+            if !file.shares_descriptor_with(&self.reader) {
+                file.close_now();
+            }
+        }
+    }
+
+    /// The files were renamed to `paths`.
+    pub fn renamed(&self, paths: &SegmentPaths) {
+        self.log.set_path(&paths.log);
+        self.reader.set_path(&paths.log);
+        self.index.set_path(&paths.index);
+        self.time_index.set_path(&paths.time_index);
+    }
+
     /// Opens (creating if asked) the files at `paths`.
     pub async fn open(
         disk: &Disk,
