@@ -93,6 +93,10 @@ struct Target {
     /// brokers that do not sync.
     #[arg(long)]
     no_fsync: bool,
+    /// How the embedded broker reserves segment space: zero-fill (its default), fallocate
+    /// or none.
+    #[arg(long)]
+    broker_preallocation: Option<engine::storage::Preallocation>,
     /// After the run, measure the disk's durable ceiling in the embedded broker's data
     /// directory (O_DIRECT writes of the broker's mean write size, fdatasync after each,
     /// about 4 s) and report the broker's share of it.
@@ -274,6 +278,9 @@ impl Embedded {
         if target.no_fsync {
             config.log_defaults.flush_policy = engine::storage::FlushPolicy::OnDemand;
         }
+        if let Some(preallocation) = target.broker_preallocation {
+            config.log_defaults.preallocation = preallocation;
+        }
         if let Err(reason) = engine::io::probe(config.io_backend) {
             eprintln!("{reason}; using the portable backend");
             config.io_backend = engine::io::Backend::Portable;
@@ -284,6 +291,10 @@ impl Embedded {
             (
                 "flush".to_string(),
                 format!("{:?}", config.log_defaults.flush_policy),
+            ),
+            (
+                "preallocation".to_string(),
+                format!("{:?}", config.log_defaults.preallocation),
             ),
             ("data_dir".to_string(), dir.display().to_string()),
         ];
@@ -421,6 +432,7 @@ fn main() {
                 data_dir: None,
                 broker_cores: None,
                 no_fsync: false,
+                broker_preallocation: None,
                 disk_probe: false,
             };
             let output = Output {
@@ -532,6 +544,7 @@ fn compare(
             data_dir: None,
             broker_cores: None,
             no_fsync: false,
+            broker_preallocation: None,
             disk_probe: false,
         };
         parsed.push((name, target));

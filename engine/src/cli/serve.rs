@@ -151,6 +151,8 @@ struct LogFileConfig {
     index_interval_bytes: Option<u32>,
     /// "every-write" (fsync after each write, the default) or "on-demand" (only for acks=all).
     flush: Option<String>,
+    /// How segment space is reserved ahead: "zero-fill" (the default), "fallocate", "none".
+    preallocation: Option<String>,
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, String> {
@@ -199,6 +201,11 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
             ))
         }
     };
+    if let Some(preallocation) = &file_log.preallocation {
+        log.preallocation = preallocation
+            .parse()
+            .map_err(|error| format!("[log] {error}"))?;
+    }
     log.validate().map_err(|error| error.to_string())?;
     Ok(BrokerConfig {
         data_dir: args.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
@@ -351,7 +358,7 @@ mod tests {
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ringlog.toml");
-        std::fs::write(&path, "cores = 3\nnum_partitions = 6\nlisten = \"127.0.0.1:19092\"\n[log]\nsegment_bytes = 1048576\nflush = \"on-demand\"\n").unwrap();
+        std::fs::write(&path, "cores = 3\nnum_partitions = 6\nlisten = \"127.0.0.1:19092\"\n[log]\nsegment_bytes = 1048576\nflush = \"on-demand\"\npreallocation = \"fallocate\"\n").unwrap();
         let config = broker_config(parse(&[
             "--config",
             path.to_str().unwrap(),
@@ -368,6 +375,10 @@ mod tests {
         assert_eq!(config.listen.port(), 19092);
         assert_eq!(config.log_defaults.segment_bytes, 1_048_576);
         assert_eq!(config.log_defaults.flush_policy, FlushPolicy::OnDemand);
+        assert_eq!(
+            config.log_defaults.preallocation,
+            engine::storage::Preallocation::Fallocate
+        );
         assert_eq!(
             config.max_request_bytes,
             protocol::frame::DEFAULT_MAX_FRAME_BYTES,

@@ -374,6 +374,11 @@ async fn seal(inner: &Inner, base: i64) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Step of a zero-fill preallocation.
+const ZERO_FILL_STEP_BYTES: u64 = 4 * 1024 * 1024;
+/// Zero-filled steps kept ahead of the write position.
+const ZERO_FILL_AHEAD_STEPS: u64 = 4;
+
 /// Smallest step of space reserved ahead.
 const PREALLOCATE_STEP_BYTES_MIN: u64 = 1024 * 1024;
 
@@ -382,7 +387,12 @@ const PREALLOCATE_STEP_BYTES_MIN: u64 = 1024 * 1024;
 /// to `preallocate_step_bytes`. A fresh or slow partition reserves little (a thousand idle
 /// partitions must not hold 32 MiB each), a busy one reserves far ahead.
 fn preallocate_step(allocated: u64, config: &LogConfig) -> u64 {
-    let most = config.preallocate_step_bytes;
+    let most = match config.preallocation {
+        // Small steps, each written and synced quickly: never a long burst of zero writes
+        // ahead of a data write.
+        Preallocation::ZeroFill => config.preallocate_step_bytes.min(ZERO_FILL_STEP_BYTES),
+        _ => config.preallocate_step_bytes,
+    };
     round_up(
         allocated.max(PREALLOCATE_STEP_BYTES_MIN).min(most) as usize,
         BLOCK_BYTES,
@@ -403,7 +413,13 @@ fn preallocate_ahead(inner: &Rc<Inner>, config: &LogConfig) {
     let active = state.active();
     let step = preallocate_step(active.allocated_bytes, config);
     let ahead = active.allocated_bytes.saturating_sub(active.appended.bytes);
-    if active.allocating || ahead >= step / 2 || active.allocated_bytes >= limit {
+    let wanted_ahead = match config.preallocation {
+        // Several steps ahead, but never more than the segment already holds: a fresh or
+        // quiet partition writes few zeros.
+        Preallocation::ZeroFill => (ZERO_FILL_AHEAD_STEPS * step).min(active.allocated_bytes),
+        _ => step / 2,
+    };
+    if active.allocating || ahead >= wanted_ahead || active.allocated_bytes >= limit {
         return;
     }
     let from = active
@@ -474,10 +490,12 @@ pub(super) async fn prepare_segment(weak: Weak<Inner>) {
             }
             None => 0,
         };
-        let first_step = round_up(
-            config.preallocate_step_bytes.min(config.segment_bytes) as usize,
-            BLOCK_BYTES,
-        ) as u64;
+        let first_bytes = match config.preallocation {
+            Preallocation::ZeroFill => ZERO_FILL_AHEAD_STEPS * preallocate_step(0, &config),
+            _ => config.preallocate_step_bytes,
+        };
+        let first_step =
+            round_up(first_bytes.min(config.segment_bytes) as usize, BLOCK_BYTES) as u64;
         let allocated_bytes = match config.preallocation {
             Preallocation::None => reused_bytes,
             _ if reused_bytes >= first_step => reused_bytes,

@@ -453,7 +453,10 @@ pub async fn preallocate(
                 result.map_err(fail)?;
                 position += len as u64;
             }
-            Ok(())
+            // Commits the blocks' conversion to written extents (and the size) now, in one
+            // journal commit of its own, so the data fdatasyncs that follow find nothing
+            // but data to write.
+            file.sync_data().await.map_err(fail)
         }
     }
 }
