@@ -146,6 +146,16 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     shards: Vec<ShardCells>,
     partition_sizes: Mutex<BTreeMap<(String, i32), u64>>,
+    /// Broker-wide state read at scrape time: the request byte budget and the offline
+    /// partitions.
+    sources: std::sync::OnceLock<Sources>,
+}
+
+/// What the broker shares with the metrics once it has built it.
+#[derive(Debug)]
+pub struct Sources {
+    pub queued_bytes: std::sync::Arc<crate::server::budget::ByteBudget>,
+    pub offline: std::sync::Arc<crate::partition::offline::OfflinePartitions>,
 }
 
 impl Metrics {
@@ -155,7 +165,13 @@ impl Metrics {
             connections_total: AtomicU64::new(0),
             shards: (0..shards.max(1)).map(|_| ShardCells::default()).collect(),
             partition_sizes: Mutex::new(BTreeMap::new()),
+            sources: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Hands the metrics what they read at scrape time (once, at start-up).
+    pub fn attach(&self, sources: Sources) {
+        let _ = self.sources.set(sources);
     }
 
     fn cells(&self, shard: usize) -> &ShardCells {
@@ -303,6 +319,21 @@ impl Metrics {
                 out,
                 "ringlog_partition_log_bytes{{topic=\"{topic}\",partition=\"{partition}\"}} {size}"
             );
+        }
+        if let Some(sources) = self.sources.get() {
+            let _ = writeln!(out, "# TYPE ringlog_queued_request_bytes gauge");
+            let _ = writeln!(
+                out,
+                "ringlog_queued_request_bytes {}",
+                sources.queued_bytes.used()
+            );
+            let _ = writeln!(out, "# TYPE ringlog_partition_offline gauge");
+            for ((topic, partition), _) in sources.offline.all() {
+                let _ = writeln!(
+                    out,
+                    "ringlog_partition_offline{{topic=\"{topic}\",partition=\"{partition}\"}} 1"
+                );
+            }
         }
         crate::storage::stats::render(&mut out);
         out

@@ -185,9 +185,29 @@ async fn partition_states(broker: &BrokerProcess, topic: &str) -> Vec<(i32, i16,
 /// A partition that cannot be opened at start-up (its partition.metadata is damaged) leaves
 /// the broker serving the others; Metadata reports it with KAFKA_STORAGE_ERROR and no
 /// leader; once the cause is repaired the next request opens it, without a restart.
+/// The broker's Prometheus text from `address`.
+async fn scrape(address: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+fn free_port_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
+}
+
 #[tokio::test]
 async fn a_partition_that_cannot_open_is_offline_and_the_rest_serve() {
-    let mut broker = BrokerProcess::start(2);
+    let metrics = free_port_address();
+    let mut broker = BrokerProcess::start_with(2, &["--metrics-listen", &metrics]);
+    let offline_line = "ringlog_partition_offline{topic=\"split\",partition=\"1\"} 1";
     let expected = create_and_fill(&broker, "split", "kept");
     broker.kill();
     let metadata = broker.data_dir().join("split-1").join("partition.metadata");
@@ -209,6 +229,9 @@ async fn a_partition_that_cannot_open_is_offline_and_the_rest_serve() {
         ok && out.lines().count() == 3,
         "partition 0 serves: {out}{err}"
     );
+    let text = scrape(&metrics).await;
+    assert!(text.contains(offline_line), "{text}");
+    assert!(text.contains("ringlog_queued_request_bytes "), "{text}");
     let (ok, _, err) = broker.cli(&["produce", "split", "-p", "1"], "refused\n");
     assert!(!ok, "a produce to the offline partition fails");
     assert!(
@@ -223,6 +246,7 @@ async fn a_partition_that_cannot_open_is_offline_and_the_rest_serve() {
         partition_states(&broker, "split").await,
         vec![(0, 0, 0), (1, 0, 0)]
     );
+    assert!(!scrape(&metrics).await.contains(offline_line));
     let mut all = expected;
     all.push("1:after repair".to_string());
     all.sort();

@@ -42,6 +42,16 @@ impl OfflinePartitions {
             .collect()
     }
 
+    /// Every offline partition, with why.
+    pub fn all(&self) -> Vec<((String, i32), String)> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(key, reason)| (key.clone(), reason.clone()))
+            .collect()
+    }
+
     pub fn forget_topic(&self, topic: &str) {
         self.write().retain(|(name, _), _| name != topic);
     }

@@ -173,6 +173,8 @@ impl Broker {
             None => None,
         };
         let replayed_offsets = Arc::new(replay_offsets(&config)?);
+        let offline = Arc::new(crate::partition::offline::OfflinePartitions::default());
+        let queued_bytes = Arc::new(budget::ByteBudget::new(config.queued_max_request_bytes));
         let context = Arc::new(BrokerContext {
             config: config.clone(),
             catalog,
@@ -180,12 +182,16 @@ impl Broker {
             advertised: (host, i32::from(address.port())),
             metrics,
             replayed_offsets,
-            offline: Default::default(),
+            offline: offline.clone(),
             connections: Arc::new(limits::ConnectionLimits::new(
                 config.max_connections,
                 config.max_connections_per_ip,
             )),
-            queued_bytes: Arc::new(budget::ByteBudget::new(config.queued_max_request_bytes)),
+            queued_bytes: queued_bytes.clone(),
+        });
+        context.metrics.attach(crate::metrics::Sources {
+            queued_bytes,
+            offline,
         });
         let (shutdown, shutdown_seen) = watch::channel(false);
         let (ready_sender, ready) = std::sync::mpsc::channel();

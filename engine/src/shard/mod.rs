@@ -37,7 +37,7 @@ pub struct BrokerContext {
     /// Committed offsets read from every offsets log at start-up, by group.
     pub replayed_offsets: Arc<crate::group::GroupOffsets>,
     /// Partitions that cannot serve, for Metadata.
-    pub offline: crate::partition::offline::OfflinePartitions,
+    pub offline: Arc<crate::partition::offline::OfflinePartitions>,
     /// Connections open, against max.connections and max.connections.per.ip.
     pub connections: Arc<crate::server::limits::ConnectionLimits>,
     /// Bytes of request frames held broker-wide (queued.max.request.bytes).
