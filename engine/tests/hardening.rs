@@ -185,19 +185,6 @@ async fn partition_states(broker: &BrokerProcess, topic: &str) -> Vec<(i32, i16,
 /// A partition that cannot be opened at start-up (its partition.metadata is damaged) leaves
 /// the broker serving the others; Metadata reports it with KAFKA_STORAGE_ERROR and no
 /// leader; once the cause is repaired the next request opens it, without a restart.
-/// The broker's Prometheus text from `address`.
-async fn scrape(address: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text
-}
-
 fn free_port_address() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
@@ -229,7 +216,7 @@ async fn a_partition_that_cannot_open_is_offline_and_the_rest_serve() {
         ok && out.lines().count() == 3,
         "partition 0 serves: {out}{err}"
     );
-    let text = scrape(&metrics).await;
+    let text = broker::scrape_metrics(&metrics).await;
     assert!(text.contains(offline_line), "{text}");
     assert!(text.contains("ringlog_queued_request_bytes "), "{text}");
     let (ok, _, err) = broker.cli(&["produce", "split", "-p", "1"], "refused\n");
@@ -246,7 +233,9 @@ async fn a_partition_that_cannot_open_is_offline_and_the_rest_serve() {
         partition_states(&broker, "split").await,
         vec![(0, 0, 0), (1, 0, 0)]
     );
-    assert!(!scrape(&metrics).await.contains(offline_line));
+    assert!(!broker::scrape_metrics(&metrics)
+        .await
+        .contains(offline_line));
     let mut all = expected;
     all.push("1:after repair".to_string());
     all.sort();

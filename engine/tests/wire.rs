@@ -666,18 +666,7 @@ async fn metrics_count_requests_records_and_fsyncs() {
         .await,
         (0, 0)
     );
-    let scrape = || async {
-        let mut stream = TcpStream::connect(&metrics_address)
-            .await
-            .expect("metrics port");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).await.unwrap();
-        text
-    };
+    let scrape = || broker::scrape_metrics(&metrics_address);
     // Two garbage frames (a negative size) close their connections and are counted.
     for _ in 0..2 {
         assert!(raw_round_trip(&broker.address, &(-5i32).to_be_bytes())

@@ -130,6 +130,22 @@ impl BrokerProcess {
     }
 }
 
+/// The Prometheus text a broker serves at `address` (its `--metrics-listen`), headers
+/// included.
+pub async fn scrape_metrics(address: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("metrics port");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
+}
+
 /// Runs `ringlog serve` on `data_dir` (one shard, any port) to its end, for a start-up that
 /// must fail: its output.
 pub fn serve_expecting_failure(data_dir: &Path) -> std::process::Output {
