@@ -203,12 +203,12 @@ fn compare_writes_one_row_per_broker_the_ratios_and_the_notes() {
         .output()
         .expect("loadgen runs");
     let stdout = String::from_utf8_lossy(&compared.stdout);
-    assert!(
-        compared.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&compared.stderr)
-    );
-    let md = std::fs::read_to_string(out.path().join("pair.md")).unwrap();
+    let md = std::fs::read_to_string(out.path().join("pair.md")).unwrap_or_else(|error| {
+        panic!(
+            "no pair.md ({error}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&compared.stderr)
+        )
+    });
     assert!(md.contains("- both are one embedded ringlog\n"), "{md}");
     let row = |name: &str| -> Vec<String> {
         let line = md
@@ -223,6 +223,14 @@ fn compare_writes_one_row_per_broker_the_ratios_and_the_notes() {
     assert_eq!(json["notes"][0], "both are one embedded ringlog");
     let runs = json["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
+    // The exit status says whether every run met its targets (a run on a busy machine may
+    // fall behind its offered rate; the table is written either way).
+    let all_pass = runs.iter().all(|run| run["run"]["pass"] == true);
+    assert_eq!(
+        compared.status.code(),
+        Some(if all_pass { 0 } else { 1 }),
+        "{stdout}"
+    );
     let rate = |at: usize| {
         runs[at]["run"]["produced"]["records_per_s"]
             .as_f64()
