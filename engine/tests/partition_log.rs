@@ -564,3 +564,35 @@ fn delete_records_moves_the_log_start_deletes_whole_segments_and_survives_a_reop
         });
     });
 }
+
+/// A quiet partition (small writes, each made durable before the next) reserves little:
+/// its segment file stays within its data and one preallocation step, however many writes
+/// it takes.
+#[test]
+fn a_quiet_partition_reserves_at_most_a_step_beyond_its_data() {
+    for_every_place(|env| {
+        // The broker's step sizes, not the small ones the other tests use.
+        let config = LogConfig {
+            preallocate_step_bytes: LogConfig::default().preallocate_step_bytes,
+            ..env.config()
+        };
+        env.run(async {
+            let log = env.open(config.clone(), Clock::system()).await;
+            for tag in 0..30u64 {
+                append_durable(&log, &batch(tag, 1, 50, T0)).await;
+                // Let a background preallocation the write started finish.
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            let len = env
+                .file_bytes("00000000000000000000.log")
+                .map_or(0, |bytes| bytes.len());
+            assert!(
+                len <= 2 * 1024 * 1024,
+                "{:?}: {preallocation:?} left a {len}-byte segment for 30 small batches",
+                env.place,
+                preallocation = config.preallocation
+            );
+            log.close().await.unwrap();
+        });
+    });
+}

@@ -399,8 +399,34 @@ fn preallocate_step(allocated: u64, config: &LogConfig) -> u64 {
     ) as u64
 }
 
+/// The next step to reserve ahead of a segment holding `held` bytes with `allocated`
+/// reserved, and how much reserved space ahead of its data starts it. Fallocate keeps half
+/// a step ahead, its steps growing with the allocation. Zero-fill steps grow with the data
+/// the segment holds (1 to 4 MiB), half a step is kept ahead until the segment holds four
+/// steps and four steps after that: a quiet partition holds at most its data and a step.
+fn ahead_plan(allocated: u64, held: u64, config: &LogConfig) -> (u64, u64) {
+    match config.preallocation {
+        Preallocation::ZeroFill => {
+            let step = preallocate_step(held, config);
+            let busy = held >= ZERO_FILL_AHEAD_STEPS * step;
+            (
+                step,
+                if busy {
+                    ZERO_FILL_AHEAD_STEPS * step
+                } else {
+                    step / 2
+                },
+            )
+        }
+        _ => {
+            let step = preallocate_step(allocated, config);
+            (step, step / 2)
+        }
+    }
+}
+
 /// Starts reserving the next step of the active segment in the background once less than
-/// half a step is left ahead of the write position.
+/// the planned distance (`ahead_plan`) is left ahead of the write position.
 fn preallocate_ahead(inner: &Rc<Inner>, config: &LogConfig) {
     if config.preallocation == Preallocation::None {
         return;
@@ -411,14 +437,8 @@ fn preallocate_ahead(inner: &Rc<Inner>, config: &LogConfig) {
         return;
     }
     let active = state.active();
-    let step = preallocate_step(active.allocated_bytes, config);
+    let (step, wanted_ahead) = ahead_plan(active.allocated_bytes, active.appended.bytes, config);
     let ahead = active.allocated_bytes.saturating_sub(active.appended.bytes);
-    let wanted_ahead = match config.preallocation {
-        // Several steps ahead, but never more than the segment already holds: a fresh or
-        // quiet partition writes few zeros.
-        Preallocation::ZeroFill => (ZERO_FILL_AHEAD_STEPS * step).min(active.allocated_bytes),
-        _ => step / 2,
-    };
     if active.allocating || ahead >= wanted_ahead || active.allocated_bytes >= limit {
         return;
     }
