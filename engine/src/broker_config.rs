@@ -81,6 +81,18 @@ pub enum ConfigRefused {
     },
 }
 
+impl ConfigRefused {
+    /// The Kafka error a refused change gets.
+    pub fn error_code(&self) -> protocol::ErrorCode {
+        match self {
+            ConfigRefused::Unknown(_) => protocol::ErrorCode::InvalidConfig,
+            ConfigRefused::ReadOnly(_) | ConfigRefused::InvalidValue { .. } => {
+                protocol::ErrorCode::InvalidRequest
+            }
+        }
+    }
+}
+
 /// A dynamic config: its name, type, smallest value, how to read it from and write it into
 /// the broker's settings (every dynamic config here is a number).
 struct Dynamic {

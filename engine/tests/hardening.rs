@@ -185,14 +185,9 @@ async fn partition_states(broker: &BrokerProcess, topic: &str) -> Vec<(i32, i16,
 /// A partition that cannot be opened at start-up (its partition.metadata is damaged) leaves
 /// the broker serving the others; Metadata reports it with KAFKA_STORAGE_ERROR and no
 /// leader; once the cause is repaired the next request opens it, without a restart.
-fn free_port_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
-}
-
 #[tokio::test]
 async fn a_partition_that_cannot_open_is_offline_and_the_rest_serve() {
-    let metrics = free_port_address();
+    let metrics = broker::free_local_address();
     let mut broker = BrokerProcess::start_with(2, &["--metrics-listen", &metrics]);
     let offline_line = "ringlog_partition_offline{topic=\"split\",partition=\"1\"} 1";
     let expected = create_and_fill(&broker, "split", "kept");

@@ -648,12 +648,7 @@ async fn idempotent_produce_dedupes_retries_and_refuses_gaps() {
 
 #[tokio::test]
 async fn metrics_count_requests_records_and_fsyncs() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics_address = format!("127.0.0.1:{port}");
+    let metrics_address = broker::free_local_address();
     let broker = BrokerProcess::start_with(2, &["--metrics-listen", &metrics_address]);
     let mut client = Client::connect(&broker.address, "metered").await.unwrap();
     let (ok, _, err) = broker.cli(&["topic", "create", "metered"], "");

@@ -19,8 +19,7 @@ use protocol::ErrorCode;
 
 use super::ApiError;
 use crate::broker_config::{
-    self, ConfigRefused, DynamicBrokerConfigs, Entry, Source, Synonym, TYPE_INT, TYPE_LIST,
-    TYPE_LONG, TYPE_STRING,
+    self, DynamicBrokerConfigs, Entry, Source, Synonym, TYPE_INT, TYPE_LIST, TYPE_LONG, TYPE_STRING,
 };
 use crate::catalog::{Catalog, CatalogError};
 use crate::shard::{Shard, ShardError};
@@ -267,15 +266,8 @@ async fn set_broker_configs(
             BrokerLayer::ClusterDefault => &mut proposed.cluster_default,
         };
         *configs = change(configs)?;
-        broker_config::validate(&config, &proposed).map_err(|refused| {
-            let code = match refused {
-                ConfigRefused::Unknown(_) => ErrorCode::InvalidConfig,
-                ConfigRefused::ReadOnly(_) | ConfigRefused::InvalidValue { .. } => {
-                    ErrorCode::InvalidRequest
-                }
-            };
-            ApiError::new(code, refused.to_string())
-        })?;
+        broker_config::validate(&config, &proposed)
+            .map_err(|refused| ApiError::new(refused.error_code(), refused.to_string()))?;
         Ok(proposed)
     };
     if validate_only {

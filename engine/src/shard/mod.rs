@@ -327,17 +327,26 @@ impl Shard {
     /// Applies every topic's configs (over the current broker defaults) to its open local
     /// partitions: after a change of the dynamic broker configs.
     pub fn apply_all_topic_configs(&self) -> Result<(), StorageError> {
+        let defaults = self.effective_config().log_defaults;
         let catalog = self.context.catalog.snapshot();
         for topic in catalog.topics.values() {
-            self.apply_topic_configs(topic)?;
+            self.apply_settings(topic, &defaults)?;
         }
         Ok(())
     }
 
     /// Applies a topic's changed configs to its open local partitions.
     pub fn apply_topic_configs(&self, topic: &TopicMeta) -> Result<(), StorageError> {
-        let settings = topic_settings(&self.effective_config().log_defaults, &topic.configs)
-            .map_err(StorageError::InvalidConfig)?;
+        self.apply_settings(topic, &self.effective_config().log_defaults)
+    }
+
+    fn apply_settings(
+        &self,
+        topic: &TopicMeta,
+        defaults: &crate::storage::LogConfig,
+    ) -> Result<(), StorageError> {
+        let settings =
+            topic_settings(defaults, &topic.configs).map_err(StorageError::InvalidConfig)?;
         let partitions = self.partitions.borrow();
         for ((name, _), local) in partitions.iter() {
             if name == &topic.name && local.topic_id == topic.id {

@@ -130,6 +130,12 @@ impl BrokerProcess {
     }
 }
 
+/// A loopback address whose port was free a moment ago (for `--metrics-listen`).
+pub fn free_local_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
+}
+
 /// The Prometheus text a broker serves at `address` (its `--metrics-listen`), headers
 /// included.
 pub async fn scrape_metrics(address: &str) -> String {
