@@ -39,6 +39,8 @@ pub async fn add_partitions(
             format!("topic '{topic}' has {have} partitions; the new count must be larger (at most {PARTITIONS_PER_TOPIC_MAX}), got {count}"),
         ));
     }
+    crate::server::open_files::room_for(count as usize - have)
+        .map_err(|message| ApiError::new(ErrorCode::KafkaStorageError, message))?;
     if validate_only {
         return Ok(());
     }

@@ -43,6 +43,8 @@ pub async fn create_topic(
     }
     topic_settings(&config.log_defaults, &configs)
         .map_err(|message| ApiError::new(ErrorCode::InvalidConfig, message))?;
+    crate::server::open_files::room_for(partitions as usize)
+        .map_err(|message| ApiError::new(ErrorCode::KafkaStorageError, message))?;
     let shards = shard.shard_count();
     let meta = TopicMeta {
         name: name.to_string(),

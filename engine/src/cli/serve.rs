@@ -307,6 +307,9 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
 
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let config = broker_config(args)?;
+    // The signal runtime's descriptors are taken before the partitions open, so that a broker
+    // whose partitions fill the open files limit still starts and stops cleanly.
+    let signals = signal_runtime()?;
     let broker = Broker::start(config).map_err(|error| error.to_string())?;
     // Where the broker listens, for whoever started it. A closed stdout (a supervisor or a
     // test that read the first line and went away) must not take the broker down, so write
@@ -317,27 +320,51 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         let _ = writeln!(stdout, "ringlog metrics on http://{metrics}/metrics");
     }
     let _ = stdout.flush();
-    wait_for_signal()?;
+    wait_for_signal(signals);
     tracing::info!("shutting down");
     broker.shutdown();
     Ok(())
 }
 
-fn wait_for_signal() -> Result<(), String> {
+/// A runtime watching SIGINT and SIGTERM.
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+fn signal_runtime() -> Result<Signals, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|error| format!("cannot start the signal runtime: {error}"))?;
+    let (interrupt, terminate) = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let interrupt = signal(SignalKind::interrupt())
+            .map_err(|error| format!("cannot watch SIGINT: {error}"))?;
+        let terminate = signal(SignalKind::terminate())
+            .map_err(|error| format!("cannot watch SIGTERM: {error}"))?;
+        Ok::<_, String>((interrupt, terminate))
+    })?;
+    Ok(Signals {
+        runtime,
+        interrupt,
+        terminate,
+    })
+}
+
+fn wait_for_signal(signals: Signals) {
+    let Signals {
+        runtime,
+        mut interrupt,
+        mut terminate,
+    } = signals;
     runtime.block_on(async {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(|error| format!("cannot watch SIGTERM: {error}"))?;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-        Ok(())
-    })
+    });
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 pub mod budget;
 pub mod connection;
 pub mod limits;
+pub mod open_files;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -114,7 +115,7 @@ impl Broker {
             io::probe(config.io_backend)?;
         }
         let lock = lock_data_dir(&config.data_dir)?;
-        raise_open_files_limit();
+        open_files::raise_limit();
         let catalog = CatalogStore::open(&config.data_dir)?;
         let topic_ids = catalog
             .snapshot()
@@ -260,43 +261,6 @@ fn replay_offsets(config: &BrokerConfig) -> Result<crate::group::GroupOffsets, B
         crate::group::replay(&disk, &config.data_dir, &offsets_config).await
     })?;
     Ok(replayed?)
-}
-
-/// Open files each partition keeps: its active segment's log (a writer and a reader), offset
-/// index and time index. Each closed segment keeps three more, and a segment prepared ahead
-/// of a roll four.
-const FILES_PER_PARTITION: u64 = 4;
-/// Open files kept for listeners, connections, rings, the offsets logs and the rest.
-const FILES_RESERVED: u64 = 256;
-
-/// Raises the soft limit on open files to the hard limit, as most brokers need, and says
-/// how many partitions fit.
-fn raise_open_files_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open files limit");
-        return;
-    }
-    let before = limit.rlim_cur;
-    if limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max;
-        // SAFETY: as above.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the open files limit");
-            limit.rlim_cur = before;
-        }
-    }
-    let fit = limit.rlim_cur.saturating_sub(FILES_RESERVED) / FILES_PER_PARTITION;
-    tracing::info!(
-        open_files = limit.rlim_cur,
-        raised_from = before,
-        partitions = fit,
-        "open files limit: about {fit} partitions of one segment fit (each closed segment keeps 3 files more)"
-    );
 }
 
 /// Offsets logs of shards that no longer exist (`--cores` went down): every group they held
