@@ -38,12 +38,16 @@ pub fn sweep_at_start(data_dir: &Path, topic_ids: &std::collections::BTreeSet<uu
     let Ok(entries) = std::fs::read_dir(data_dir) else {
         return;
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !path.is_dir() {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy().into_owned();
+    // Discarded directories go first: a partition directory put back after its deletion was
+    // cut short is renamed to the name its discarded copy still holds.
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|entry| entry.path().is_dir())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort_by_key(|name| !is_discarded(name));
+    for name in names {
+        let path = data_dir.join(&name);
         let removed = if is_discarded(&name) {
             std::fs::remove_dir_all(&path)
         } else {
@@ -124,6 +128,10 @@ pub async fn discard(
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     let trash = dir.with_file_name(format!("{name}.{}{DELETE_SUFFIX}", topic_id.simple()));
+    if disk.exists(&trash) {
+        // An earlier copy of this directory, discarded and not yet removed.
+        remove(disk, &trash).await?;
+    }
     disk.rename(dir, &trash)
         .await
         .map_err(|source| StorageError::io("cannot rename", dir, source))?;
@@ -145,4 +153,48 @@ pub async fn remove(disk: &Disk, trash: &Path) -> Result<(), StorageError> {
 /// Whether a data-directory entry is a discarded partition directory.
 pub fn is_discarded(name: &str) -> bool {
     name.ends_with(DELETE_SUFFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition_dir(path: &Path, topic_id: uuid::Uuid) {
+        std::fs::create_dir_all(path).unwrap();
+        std::fs::write(
+            path.join(METADATA_FILE),
+            format!("version: 0\ntopic_id: {topic_id}\n"),
+        )
+        .unwrap();
+        std::fs::write(path.join("00000000000000000000.log"), b"old records").unwrap();
+    }
+
+    /// A deletion cut short left its `-delete` copy, and the directory itself was put back:
+    /// both go, whichever the directory listing names first.
+    #[test]
+    fn a_directory_put_back_beside_its_discarded_copy_is_removed() {
+        let data = tempfile::tempdir().unwrap();
+        let gone = uuid::Uuid::new_v4();
+        let kept = uuid::Uuid::new_v4();
+        for partition in 0..16 {
+            let name = format!("old-{partition}");
+            partition_dir(&data.path().join(&name), gone);
+            partition_dir(
+                &data
+                    .path()
+                    .join(format!("{name}.{}{DELETE_SUFFIX}", gone.simple())),
+                gone,
+            );
+            partition_dir(&data.path().join(format!("live-{partition}")), kept);
+        }
+        sweep_at_start(data.path(), &[kept].into_iter().collect());
+        let mut left: Vec<String> = std::fs::read_dir(data.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut live: Vec<String> = (0..16).map(|p| format!("live-{p}")).collect();
+        live.sort();
+        assert_eq!(left, live);
+    }
 }
