@@ -116,10 +116,10 @@ async fn a_deleted_topic_created_again_never_serves_the_old_records() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-/// With a low open files limit, topics are created until their files no longer fit; the
-/// next CreateTopics is refused naming the cause and leaves nothing behind (no catalog
-/// entry, no directory); the topics that fit keep working, and a restart under the same
-/// limit serves them all.
+/// With a low open files limit, topics are created until their files would eat into the
+/// spare margin; the next CreateTopics is refused naming the cause and leaves nothing
+/// behind (no catalog entry, no directory); the topics that fit keep working, and a restart
+/// under the same limit serves them all and keeps taking connections.
 #[tokio::test]
 async fn a_low_open_files_limit_gives_clear_refusals_and_a_clean_restart() {
     let mut broker = BrokerProcess::start_with_open_files(2, 160);
@@ -134,7 +134,10 @@ async fn a_low_open_files_limit_gives_clear_refusals_and_a_clean_restart() {
         assert!(created.len() < 40, "160 open files never ran out");
     };
     assert!(!created.is_empty(), "no topic fit: {refusal}");
-    assert!(refusal.contains("Too many open files"), "{refusal}");
+    assert!(
+        refusal.contains("not enough open files for 8 more partitions"),
+        "{refusal}"
+    );
     let refused = format!("t{}", created.len());
     let (ok, out, err) = broker.cli(&["topic", "list"], "");
     assert!(ok, "{err}");
@@ -159,6 +162,8 @@ async fn a_low_open_files_limit_gives_clear_refusals_and_a_clean_restart() {
                 .any(|line| line.split_whitespace().next() == Some(topic.as_str())),
             "{topic} in {out}"
         );
+        let online = (0..8).map(|p| (p, 0, 0)).collect::<Vec<_>>();
+        assert_eq!(partition_states(&broker, topic).await, online, "{topic}");
     }
     assert_eq!(read_all(&broker, &created[0]), vec!["3:kept".to_string()]);
 }
@@ -578,7 +583,16 @@ async fn closed_segments_hold_a_bounded_number_of_open_files() {
         if round != "after writing" {
             assert_eq!(read_all(&broker, "many"), expected, "{round}");
         }
-        let open = open_files_under(broker.pid(), &dir);
+        // An operation still in flight (a sync of the segment just sealed, a close) keeps
+        // its descriptor a moment longer: the bound holds once they are done.
+        let mut open = open_files_under(broker.pid(), &dir);
+        for _ in 0..20 {
+            if open <= 128 + 8 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            open = open_files_under(broker.pid(), &dir);
+        }
         assert!(
             open <= 128 + 8,
             "{round}: {open} files open for {segments} segments"
