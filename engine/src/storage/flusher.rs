@@ -457,9 +457,19 @@ fn preallocate_ahead(inner: &Rc<Inner>, config: &LogConfig) {
         if let Some(segment) = inner.state.borrow_mut().segments.get_mut(&base) {
             segment.allocating = false;
             match result {
-                Ok(()) => segment.allocated_bytes = segment.allocated_bytes.max(to),
-                // Not fatal: the data write that needs the space reports its own error.
-                Err(error) => tracing::warn!(%error, "preallocation failed"),
+                Ok(()) => {
+                    segment.allocated_bytes = segment.allocated_bytes.max(to);
+                    if std::mem::take(&mut segment.allocation_failed) {
+                        tracing::info!(file = %file.path().display(), "preallocation works again");
+                    }
+                }
+                // Not fatal: the data write that needs the space reports its own error. Said
+                // once: each later write tries again, until one works.
+                Err(error) if !segment.allocation_failed => {
+                    segment.allocation_failed = true;
+                    tracing::warn!(%error, "preallocation failed; data writes go on without it");
+                }
+                Err(error) => tracing::debug!(%error, "preallocation failed again"),
             }
         }
         inner.progress.notify_waiters();

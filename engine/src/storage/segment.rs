@@ -190,6 +190,8 @@ pub struct Segment {
     pub allocated_bytes: u64,
     /// A background preallocation is running.
     pub allocating: bool,
+    /// Preallocation failed since it last worked (said once in the log, not per write).
+    pub allocation_failed: bool,
     /// The files still carry the prepared names; renamed before the first write.
     pub prepared_paths: Option<SegmentPaths>,
 }
@@ -224,6 +226,7 @@ impl Segment {
             indexes,
             write: Some(write),
             allocating: false,
+            allocation_failed: false,
             prepared_paths: None,
         }
     }
