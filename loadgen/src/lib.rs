@@ -23,5 +23,6 @@ pub mod report;
 pub mod result;
 pub mod run;
 pub mod stats;
+pub mod timer;
 pub mod wire;
 pub mod workload;

@@ -137,6 +137,13 @@ impl Producer {
         let buffer_bytes = self.workload.buffer_bytes as u64;
         let mut acks = tokio::task::JoinSet::new();
         let mut queue: VecDeque<Sealed> = VecDeque::new();
+        let timer = match crate::timer::PreciseTimer::new() {
+            Ok(timer) => timer,
+            Err(error) => {
+                self.stats.error(format!("cannot create a timer: {error}"));
+                return self.totals;
+            }
+        };
         loop {
             if self.stats.failed.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
@@ -208,10 +215,27 @@ impl Producer {
                     .map(|first| first + linger_us)
                     .min()
                     .unwrap_or(i64::MAX);
-                let wake = next_record.min(next_linger).min(stop_us.max(now + 1000));
-                let wait = (wake - now_us()).max(0) as u64;
-                if wait > 0 {
-                    tokio::time::sleep(Duration::from_micros(wait)).await;
+                // Records are made when something happens to them: a batch fills or its
+                // linger ends. Unkeyed records all go to the sticky partition, so the
+                // moment its batch fills is known; keyed ones are made every 100 us.
+                let next_event = match self.workload.keys {
+                    Keys::None => {
+                        let sticky = self.accumulators[self.sticky as usize].intended_us.len();
+                        let missing = self.layout.max_records().saturating_sub(sticky).max(1);
+                        let last = self.generated + missing as u64 - 1;
+                        start_us + (last as f64 * 1e6 / rate) as i64
+                    }
+                    _ => next_record.max(now + 100),
+                };
+                let wake = next_record
+                    .max(next_event)
+                    .min(next_linger)
+                    .min(stop_us.max(now + 1000));
+                if wake > now_us() {
+                    if let Err(error) = timer.sleep_until_us(wake).await {
+                        self.stats.error(format!("timer failed: {error}"));
+                        break;
+                    }
                 } else if !has_room(&self) {
                     // The buffer is full: wait for acknowledgements to free it.
                     match acks.join_next().await {
