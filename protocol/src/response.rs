@@ -38,7 +38,13 @@ pub fn encode_response(
         api_version,
         reason: error.to_string(),
     };
-    let mut out = BytesMut::with_capacity(256);
+    // A Fetch response carries megabytes of records: sized up front, they are copied into
+    // the frame once rather than again at every doubling of the buffer.
+    let body_bytes = match body {
+        ResponseKind::Fetch(fetch) => fetch.compute_size(api_version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut out = BytesMut::with_capacity(256 + body_bytes);
     out.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
