@@ -70,6 +70,18 @@ impl Histogram {
         self.sum_us.load(Ordering::Relaxed)
     }
 
+    /// How many took longer than `bound_us`, which must be one of the bucket bounds (the
+    /// count is exact only at a bound).
+    pub fn count_over(&self, bound_us: u64) -> u64 {
+        let within: u64 = BUCKETS_US
+            .iter()
+            .zip(&self.buckets)
+            .filter(|(bound, _)| **bound <= bound_us)
+            .map(|(_, bucket)| bucket.load(Ordering::Relaxed))
+            .sum();
+        self.count().saturating_sub(within)
+    }
+
     pub fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         let separator = if labels.is_empty() { "" } else { "," };
@@ -371,6 +383,17 @@ pub fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_over_a_bucket_bound() {
+        let histogram = Histogram::default();
+        for us in [90, 9_000, 10_000, 10_001, 40_000, 7_000_000] {
+            histogram.record(Duration::from_micros(us));
+        }
+        assert_eq!(histogram.count_over(10_000), 3);
+        assert_eq!(histogram.count_over(100), 5);
+        assert_eq!(histogram.count_over(5_000_000), 1);
+    }
 
     #[test]
     fn renders_counters_and_cumulative_buckets() {

@@ -38,6 +38,12 @@ pub struct Second {
     pub lag: u64,
     /// Scheduled (sent, at max rate) but not yet acknowledged.
     pub backlog: u64,
+    /// The embedded broker's fdatasyncs in this second (None for a broker elsewhere):
+    /// their count, mean, and how many took longer than 10 ms, which tells a slow disk
+    /// from a slow broker when a second's p99 jumps.
+    pub fdatasyncs: Option<u64>,
+    pub fdatasync_mean_us: Option<f64>,
+    pub fdatasyncs_over_10ms: Option<u64>,
 }
 
 fn ms(value: f64) -> String {
@@ -52,7 +58,7 @@ impl Second {
     /// The live line, like Kafka's perf-test tools print.
     pub fn line(&self, warming_up: bool) -> String {
         format!(
-            "{:>5.0}s {:>11.0} rec/s acked {:>8.1} MB/s  produce p50 {:>7} ms p99 {:>7} ms  e2e p99 {:>7} ms  consumed {:>11.0} rec/s  backlog {:>9}  lag {:>9}{}",
+            "{:>5.0}s {:>11.0} rec/s acked {:>8.1} MB/s  produce p50 {:>7} ms p99 {:>7} ms  e2e p99 {:>7} ms  consumed {:>11.0} rec/s  backlog {:>9}  lag {:>9}{}{}",
             self.t,
             self.produced_per_s,
             self.produced_mb_per_s,
@@ -62,6 +68,10 @@ impl Second {
             self.consumed_per_s,
             self.backlog,
             self.lag,
+            match (self.fdatasync_mean_us, self.fdatasyncs_over_10ms) {
+                (Some(mean), Some(slow)) => format!("  fdatasync {mean:>5.0} us ({slow} > 10 ms)"),
+                _ => String::new(),
+            },
             if warming_up { "  (warm-up)" } else { "" }
         )
     }

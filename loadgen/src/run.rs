@@ -268,6 +268,7 @@ pub async fn run(
         || matches!(broker, BrokerProcess::Embedded).then(engine::storage::stats::totals);
     let (mut storage_from, mut storage_until) = (None, None);
     let mut last = (0u64, 0u64, now_us());
+    let mut last_storage = storage_totals();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     loop {
@@ -308,8 +309,21 @@ pub async fn run(
             latency.interval.reset();
             value
         };
+        let storage_now = storage_totals();
+        let storage_second = last_storage.zip(storage_now).map(|(from, until)| {
+            let fsyncs = until.fsyncs.saturating_sub(from.fsyncs);
+            (
+                fsyncs,
+                until.fsync_us.saturating_sub(from.fsync_us) as f64 / fsyncs.max(1) as f64,
+                until.fsyncs_over_10ms.saturating_sub(from.fsyncs_over_10ms),
+            )
+        });
+        last_storage = storage_now;
         let second = Second {
             t: (now - start_us) as f64 / 1e6,
+            fdatasyncs: storage_second.map(|(count, _, _)| count),
+            fdatasync_mean_us: storage_second.map(|(_, mean, _)| mean),
+            fdatasyncs_over_10ms: storage_second.map(|(_, _, slow)| slow),
             produced_per_s: (acked - last.0) as f64 / seconds,
             produced_mb_per_s: (acked - last.0) as f64 * workload.message_bytes as f64
                 / seconds

@@ -140,7 +140,17 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
     assert!(json["environment"]["kernel"]
         .as_str()
         .is_some_and(|k| !k.is_empty()));
-    assert!(json["series"].as_array().is_some_and(|s| !s.is_empty()));
+    let series = json["series"].as_array().unwrap();
+    assert!(!series.is_empty());
+    // Every second says how many fdatasyncs the embedded broker made in it, and they
+    // add up to at least the run's (the series runs to the end of the drain).
+    let synced: u64 = series
+        .iter()
+        .map(|second| second["fdatasyncs"].as_u64().unwrap())
+        .sum();
+    assert!(series
+        .iter()
+        .all(|second| second["fdatasyncs_over_10ms"].as_u64().is_some()));
     // The whole produce histogram: its bucket counts add up to the records offered in the
     // window (10,000/s for 2 s), each acknowledged.
     let buckets = json["produce_latency"]["histogram_us"].as_array().unwrap();
@@ -152,6 +162,12 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
     assert!(
         storage["fdatasyncs_per_s"].as_f64().unwrap() > 0.0,
         "{storage}"
+    );
+    let window_syncs =
+        storage["fdatasyncs_per_s"].as_f64().unwrap() * storage["window_s"].as_f64().unwrap();
+    assert!(
+        synced as f64 >= window_syncs.round(),
+        "{synced} in the series, {window_syncs} in the window"
     );
     assert!(
         storage["write_bytes_mean"].as_f64().unwrap() >= 4096.0,
