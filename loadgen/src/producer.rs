@@ -218,14 +218,20 @@ impl Producer {
                 // Records are made when something happens to them: a batch fills or its
                 // linger ends. Unkeyed records all go to the sticky partition, so the
                 // moment its batch fills is known; keyed ones are made every 100 us.
-                let next_event = match self.workload.keys {
+                let (next_event, next_linger) = match self.workload.keys {
                     Keys::None => {
                         let sticky = self.accumulators[self.sticky as usize].intended_us.len();
                         let missing = self.layout.max_records().saturating_sub(sticky).max(1);
                         let last = self.generated + missing as u64 - 1;
-                        start_us + (last as f64 * 1e6 / rate) as i64
+                        // An empty sticky batch starts with the next record, and its linger
+                        // runs from that record's time.
+                        let next_linger = match sticky {
+                            0 => next_linger.min(next_record.saturating_add(linger_us)),
+                            _ => next_linger,
+                        };
+                        (start_us + (last as f64 * 1e6 / rate) as i64, next_linger)
                     }
-                    _ => next_record.max(now + 100),
+                    _ => (next_record.max(now + 100), next_linger),
                 };
                 let wake = next_record
                     .max(next_event)

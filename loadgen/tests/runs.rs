@@ -157,6 +157,11 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
     let counted: u64 = buckets.iter().map(|b| b[1].as_u64().unwrap()).sum();
     assert_eq!(counted, 20_000);
     assert_eq!(json["produced"]["offered_per_s"].as_f64(), Some(10_000.0));
+    // Linger (1 ms) ends batches, not their size (64 KiB, ~580 records): at 5,000 records
+    // a second per producer a batch holds about 5 (under 100 even if the producer wakes
+    // 20 ms late).
+    let per_batch = json["produced"]["records_per_batch"].as_f64().unwrap();
+    assert!(per_batch < 100.0, "{per_batch} records per batch");
     // The embedded broker's own counters, and the disk's ceiling measured after the run.
     let storage = &json["storage"];
     assert!(
