@@ -39,11 +39,11 @@ pub struct Second {
     /// Scheduled (sent, at max rate) but not yet acknowledged.
     pub backlog: u64,
     /// The embedded broker's fdatasyncs in this second (None for a broker elsewhere):
-    /// their count, mean, and how many took longer than 10 ms, which tells a slow disk
+    /// their count, mean, and how many took longer than 2.5 ms, which tells a slow disk
     /// from a slow broker when a second's p99 jumps.
     pub fdatasyncs: Option<u64>,
     pub fdatasync_mean_us: Option<f64>,
-    pub fdatasyncs_over_10ms: Option<u64>,
+    pub fdatasyncs_over_2500us: Option<u64>,
 }
 
 fn ms(value: f64) -> String {
@@ -68,8 +68,8 @@ impl Second {
             self.consumed_per_s,
             self.backlog,
             self.lag,
-            match (self.fdatasync_mean_us, self.fdatasyncs_over_10ms) {
-                (Some(mean), Some(slow)) => format!("  fdatasync {mean:>5.0} us ({slow} > 10 ms)"),
+            match (self.fdatasync_mean_us, self.fdatasyncs_over_2500us) {
+                (Some(mean), Some(slow)) => format!("  fdatasync {mean:>5.0} us ({slow} > 2.5 ms)"),
                 _ => String::new(),
             },
             if warming_up { "  (warm-up)" } else { "" }

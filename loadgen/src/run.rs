@@ -315,7 +315,9 @@ pub async fn run(
             (
                 fsyncs,
                 until.fsync_us.saturating_sub(from.fsync_us) as f64 / fsyncs.max(1) as f64,
-                until.fsyncs_over_10ms.saturating_sub(from.fsyncs_over_10ms),
+                until
+                    .fsyncs_over_2500us
+                    .saturating_sub(from.fsyncs_over_2500us),
             )
         });
         last_storage = storage_now;
@@ -323,7 +325,7 @@ pub async fn run(
             t: (now - start_us) as f64 / 1e6,
             fdatasyncs: storage_second.map(|(count, _, _)| count),
             fdatasync_mean_us: storage_second.map(|(_, mean, _)| mean),
-            fdatasyncs_over_10ms: storage_second.map(|(_, _, slow)| slow),
+            fdatasyncs_over_2500us: storage_second.map(|(_, _, slow)| slow),
             produced_per_s: (acked - last.0) as f64 / seconds,
             produced_mb_per_s: (acked - last.0) as f64 * workload.message_bytes as f64
                 / seconds

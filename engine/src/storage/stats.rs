@@ -46,8 +46,8 @@ pub fn count(count: impl FnOnce(&StorageCells)) {
 pub struct StorageTotals {
     pub fsyncs: u64,
     pub fsync_us: u64,
-    /// fdatasyncs that took longer than 10 ms (the host flushing slowly, mostly).
-    pub fsyncs_over_10ms: u64,
+    /// fdatasyncs that took longer than 2.5 ms (the host flushing slowly, mostly).
+    pub fsyncs_over_2500us: u64,
     pub rounds: u64,
     pub writes: u64,
     pub write_bytes: u64,
@@ -58,7 +58,7 @@ pub fn totals() -> StorageTotals {
     StorageTotals {
         fsyncs: folded.fsync_latency.count(),
         fsync_us: folded.fsync_latency.sum_us(),
-        fsyncs_over_10ms: folded.fsync_latency.count_over(10_000),
+        fsyncs_over_2500us: folded.fsync_latency.count_over(2_500),
         rounds: folded.rounds.load(Ordering::Relaxed),
         writes: folded.writes.load(Ordering::Relaxed),
         write_bytes: folded.write_bytes.load(Ordering::Relaxed),
