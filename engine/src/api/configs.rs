@@ -420,13 +420,12 @@ pub async fn alter(shard: &Rc<Shard>, request: AlterConfigsRequest) -> AlterConf
     let mut responses = Vec::new();
     for resource in request.resources {
         // AlterConfigs replaces every override with the ones given.
-        let configs: BTreeMap<String, String> = resource
-            .configs
-            .iter()
-            .filter_map(|config| {
-                Some((config.name.to_string(), config.value.as_ref()?.to_string()))
-            })
-            .collect();
+        let configs = super::config_values(
+            resource
+                .configs
+                .iter()
+                .map(|config| (&config.name, &config.value)),
+        );
         let operations: Vec<(String, i8, Option<String>)> = configs
             .iter()
             .map(|(name, value)| (name.clone(), OP_SET, Some(value.clone())))

@@ -197,3 +197,19 @@ pub fn by_owner<T>(items: impl IntoIterator<Item = (usize, T)>) -> BTreeMap<usiz
     }
     groups
 }
+
+/// The configs of a request (CreateTopics, AlterConfigs) as name -> value; entries without
+/// a value are left out.
+pub fn config_values<'a>(
+    entries: impl IntoIterator<
+        Item = (
+            &'a kafka_protocol::protocol::StrBytes,
+            &'a Option<kafka_protocol::protocol::StrBytes>,
+        ),
+    >,
+) -> BTreeMap<String, String> {
+    entries
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value.as_ref()?.to_string())))
+        .collect()
+}

@@ -133,13 +133,12 @@ pub async fn create(shard: &Rc<Shard>, request: CreateTopicsRequest) -> CreateTo
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
-        let configs: BTreeMap<String, String> = topic
-            .configs
-            .iter()
-            .filter_map(|config| {
-                Some((config.name.to_string(), config.value.as_ref()?.to_string()))
-            })
-            .collect();
+        let configs = super::config_values(
+            topic
+                .configs
+                .iter()
+                .map(|config| (&config.name, &config.value)),
+        );
         let replication_ok = topic.replication_factor == -1 || topic.replication_factor == 1;
         let outcome = if !replication_ok {
             Err(ApiError::new(

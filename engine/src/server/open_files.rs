@@ -10,32 +10,27 @@ pub const FILES_PER_PARTITION: u64 = 4;
 /// Open files kept for listeners, connections, rings, the offsets logs and the rest.
 const FILES_RESERVED: u64 = 256;
 
-/// The soft limit on open files, or None when it cannot be read.
-fn soft_limit() -> Option<u64> {
+/// The process's limits on open files (soft and hard), or None when they cannot be read.
+fn limits() -> Option<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit only writes the struct passed.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit.rlim_cur)
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
 }
 
 /// Raises the soft limit on open files to the hard limit, as most brokers need, and says
 /// how many partitions fit.
 pub fn raise_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    let Some(mut limit) = limits() else {
         tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open files limit");
         return;
-    }
+    };
     let before = limit.rlim_cur;
     if limit.rlim_cur < limit.rlim_max {
         limit.rlim_cur = limit.rlim_max;
-        // SAFETY: as above.
+        // SAFETY: setrlimit only reads the struct passed.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
             tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the open files limit");
             limit.rlim_cur = before;
@@ -61,10 +56,10 @@ fn spare(limit: u64) -> u64 {
 /// /proc/self/fd (topic creation is rare; this is not on the data path). When either count
 /// cannot be read the partitions are let through, and opening them reports what happens.
 pub fn room_for(partitions: usize) -> Result<(), String> {
-    let (Some(limit), Ok(open)) = (soft_limit(), std::fs::read_dir("/proc/self/fd")) else {
+    let (Some(limit), Ok(open)) = (limits(), std::fs::read_dir("/proc/self/fd")) else {
         return Ok(());
     };
-    check(open.count() as u64, limit, partitions as u64)
+    check(open.count() as u64, limit.rlim_cur, partitions as u64)
 }
 
 fn check(open: u64, limit: u64, partitions: u64) -> Result<(), String> {
