@@ -596,3 +596,41 @@ fn a_quiet_partition_reserves_at_most_a_step_beyond_its_data() {
         });
     });
 }
+
+/// A fresh log reserves its first step as it opens, before anything is written, so its
+/// first write does not wait for the reservation (zero-filled: written blocks).
+#[test]
+fn a_fresh_log_reserves_its_first_step_before_its_first_write() {
+    for_every_place(|env| {
+        let config = env.config();
+        env.run(async {
+            let log = env.open(config.clone(), Clock::system()).await;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let reserved = loop {
+                let bytes = env
+                    .file_bytes("00000000000000000000.log")
+                    .unwrap_or_default();
+                if bytes.len() as u64 >= config.preallocate_step_bytes / 2 {
+                    break bytes;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{:?}: nothing reserved before the first write ({} bytes)",
+                    env.place,
+                    bytes.len()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            };
+            assert!(reserved.iter().all(|&byte| byte == 0), "{:?}", env.place);
+            let original = batch(1, 3, 100, T0);
+            append_durable(&log, &original).await;
+            assert_eq!(
+                read_everything(&log).await,
+                vec![(0, stored(&original, 0))],
+                "{:?}",
+                env.place
+            );
+            log.close().await.unwrap();
+        });
+    });
+}

@@ -58,6 +58,15 @@ struct Completed {
 
 /// The flusher task. Holds the log only weakly while idle, so dropping the log ends it.
 pub(super) async fn run(weak: Weak<Inner>) {
+    // A fresh log reserves its first step now, so its first write does not wait for the
+    // zero-fill and its sync (a log with data reserves ahead as it is written to).
+    if let Some(inner) = weak.upgrade() {
+        let fresh = inner.state.borrow_mut().active().appended.bytes == 0;
+        if fresh {
+            let config = inner.config.borrow().clone();
+            preallocate_ahead(&inner, &config);
+        }
+    }
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let config = inner.config.borrow().clone();
