@@ -72,6 +72,20 @@ enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// The disk alone: O_DIRECT writes into written blocks, fdatasync after each, one at a
+    /// time; with --busy-threads, that many threads spin on the CPUs meanwhile, to show what
+    /// busy cores add to each fdatasync as user space sees it.
+    DiskProbe {
+        /// A directory on the disk to measure.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, default_value = "64k", value_parser = parse_bytes)]
+        write_bytes: usize,
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value_t = 0)]
+        busy_threads: usize,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -480,6 +494,12 @@ fn main() {
             &workload,
             &output,
         ),
+        Some(Command::DiskProbe {
+            dir,
+            write_bytes,
+            duration,
+            busy_threads,
+        }) => disk_probe(&dir, write_bytes, duration, busy_threads),
     };
     match outcome {
         Ok(true) => {}
@@ -493,6 +513,34 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+fn disk_probe(
+    dir: &Path,
+    write_bytes: usize,
+    duration: Duration,
+    busy_threads: usize,
+) -> Result<bool, Failure> {
+    if duration.is_zero() {
+        return Err(Failure::Settings("--duration must be above zero".into()));
+    }
+    let probe = loadgen::disk::measure_with(dir, write_bytes, duration, busy_threads)
+        .map_err(|error| Failure::Run(format!("disk probe in {}: {error}", dir.display())))?;
+    println!(
+        "disk probe in {}: {} writes of {} KiB + fdatasync in {:.1} s with {} busy threads: \
+         {:.0} MB/s durable, fdatasync p50 {} us, p99 {} us, {} over 2.5 ms ({:.1}/s)",
+        dir.display(),
+        probe.writes,
+        probe.write_bytes / 1024,
+        probe.seconds,
+        probe.busy_threads,
+        probe.mb_per_s,
+        probe.fdatasync_p50_us,
+        probe.fdatasync_p99_us,
+        probe.fdatasyncs_over_2500us,
+        probe.fdatasyncs_over_2500us as f64 / probe.seconds,
+    );
+    Ok(true)
 }
 
 fn sweep(target: &Target, base: &WorkloadArgs, output: &Output) -> Result<bool, Failure> {

@@ -135,3 +135,47 @@ fn a_run_on_a_busy_machine_completes_with_nothing_missing() {
     drop(runtime);
     broker.shutdown();
 }
+
+/// `loadgen disk-probe` measures the disk alone, with spinning threads beside it when asked:
+/// one line with the writes it made, their durable MB/s and the fdatasync figures; its file
+/// is gone afterwards; a zero duration is a settings error.
+#[test]
+fn the_disk_probe_measures_beside_busy_threads_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["disk-probe", "--duration", "1s", "--write-bytes", "16k"])
+        .args(["--busy-threads", "1", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    let after = |word: &str| -> f64 {
+        let at = words.iter().position(|w| *w == word).unwrap_or_else(|| {
+            panic!("no '{word}' in {stdout}");
+        });
+        words[at + 1].trim_end_matches(',').parse().unwrap()
+    };
+    let writes = words[words.iter().position(|w| *w == "writes").unwrap() - 1];
+    assert!(writes.parse::<u64>().unwrap() > 0, "{stdout}");
+    assert!(stdout.contains("of 16 KiB + fdatasync"), "{stdout}");
+    assert!(stdout.contains("with 1 busy threads"), "{stdout}");
+    assert!(
+        after("p50") > 0.0 && after("p99") >= after("p50"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["disk-probe", "--duration", "0s", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--duration must be above zero"));
+}
