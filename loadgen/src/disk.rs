@@ -39,41 +39,38 @@ pub struct DiskCeiling {
     pub fdatasyncs_over_2500us: u64,
     /// Threads that spun on the CPUs meanwhile (0 in a run's ceiling measurement).
     pub busy_threads: usize,
+    /// Files written and synced side by side, a thread each (1 in a run's ceiling).
+    pub files: usize,
     pub seconds: f64,
 }
 
 /// Measures the ceiling with writes of `write_bytes` into a temporary file in `dir`.
 pub fn measure(dir: &Path, write_bytes: usize) -> io::Result<DiskCeiling> {
-    measure_with(dir, write_bytes, PROBE_DURATION, 0)
+    measure_with(dir, write_bytes, PROBE_DURATION, 0, 1)
 }
 
-/// Measures for `duration` while `busy_threads` threads spin (each yields nothing: as busy
-/// as a saturated broker or load generator thread).
+/// Measures for `duration` with `files` files, each written and synced by a thread of its
+/// own (as a broker's partitions sync side by side), while `busy_threads` threads spin
+/// (each yields nothing: as busy as a saturated broker or load generator thread).
 pub fn measure_with(
     dir: &Path,
     write_bytes: usize,
     duration: Duration,
     busy_threads: usize,
+    files: usize,
 ) -> io::Result<DiskCeiling> {
-    let write_bytes = round_up(write_bytes.max(BLOCK_BYTES), BLOCK_BYTES).min(PROBE_FILE_BYTES);
-    let path = dir.join("loadgen-disk-probe");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&path)?;
+    let files = files.max(1);
+    let file_bytes = (PROBE_FILE_BYTES / files).max(16 * BLOCK_BYTES);
+    let write_bytes = round_up(write_bytes.max(BLOCK_BYTES), BLOCK_BYTES).min(file_bytes);
+    let file_bytes = file_bytes / write_bytes * write_bytes;
+    let paths: Vec<_> = (0..files)
+        .map(|at| dir.join(format!("loadgen-disk-probe-{at}")))
+        .collect();
     let measured = (|| {
-        let mut zeros = AlignedBuf::with_capacity(1024 * 1024);
-        zeros.resize_zeroed(1024 * 1024);
-        for at in (0..PROBE_FILE_BYTES).step_by(zeros.len()) {
-            file.write_all_at(&zeros, at as u64)?;
+        let mut opened = Vec::with_capacity(files);
+        for path in &paths {
+            opened.push(prepare(path, file_bytes)?);
         }
-        file.sync_all()?;
-        let mut data = AlignedBuf::with_capacity(write_bytes);
-        data.resize_zeroed(write_bytes);
-        let mut syncs = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
         let stop = AtomicBool::new(false);
         std::thread::scope(|scope| {
             for _ in 0..busy_threads {
@@ -83,39 +80,87 @@ pub fn measure_with(
                     }
                 });
             }
-            let timed = (|| {
-                let started = Instant::now();
-                let mut position = 0;
-                let mut writes = 0u64;
-                while started.elapsed() < duration {
-                    if position + write_bytes > PROBE_FILE_BYTES {
-                        // The blocks were all written before: going round again is the same.
-                        position = 0;
-                    }
-                    data[0] = writes as u8;
-                    file.write_all_at(&data, position as u64)?;
-                    let synced = Instant::now();
-                    file.sync_data()?;
-                    syncs.saturating_record(synced.elapsed().as_micros() as u64);
-                    position += write_bytes;
-                    writes += 1;
+            let started = Instant::now();
+            let writers: Vec<_> = opened
+                .iter()
+                .map(|file| scope.spawn(move || sync_loop(file, write_bytes, file_bytes, duration)))
+                .collect();
+            let mut syncs = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+            let mut outcome = Ok(());
+            for writer in writers {
+                match writer.join().expect("probe thread") {
+                    Ok(histogram) => syncs.add(&histogram).expect("same kind of histogram"),
+                    Err(error) => outcome = Err(error),
                 }
-                let seconds = started.elapsed().as_secs_f64();
-                Ok(DiskCeiling {
-                    write_bytes,
-                    writes,
-                    mb_per_s: (writes as f64 * write_bytes as f64) / seconds / 1e6,
-                    fdatasync_p50_us: syncs.value_at_quantile(0.5),
-                    fdatasync_p99_us: syncs.value_at_quantile(0.99),
-                    fdatasyncs_over_2500us: syncs.len() - syncs.count_between(0, SLOW_FDATASYNC_US),
-                    busy_threads,
-                    seconds,
-                })
-            })();
+            }
+            let seconds = started.elapsed().as_secs_f64();
             stop.store(true, Ordering::Relaxed);
-            timed
+            outcome?;
+            let writes = syncs.len();
+            Ok(DiskCeiling {
+                write_bytes,
+                writes,
+                mb_per_s: (writes as f64 * write_bytes as f64) / seconds / 1e6,
+                fdatasync_p50_us: syncs.value_at_quantile(0.5),
+                fdatasync_p99_us: syncs.value_at_quantile(0.99),
+                fdatasyncs_over_2500us: writes - syncs.count_between(0, SLOW_FDATASYNC_US),
+                busy_threads,
+                files,
+                seconds,
+            })
         })
     })();
-    let _ = std::fs::remove_file(&path);
+    for path in &paths {
+        let _ = std::fs::remove_file(path);
+    }
     measured
+}
+
+/// A probe file of `bytes`, its blocks written with zeros and synced.
+fn prepare(path: &Path, bytes: usize) -> io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)?;
+    let chunk = bytes.min(1024 * 1024);
+    let mut zeros = AlignedBuf::with_capacity(chunk);
+    zeros.resize_zeroed(chunk);
+    for at in (0..bytes).step_by(chunk) {
+        file.write_all_at(&zeros[..chunk.min(bytes - at)], at as u64)?;
+    }
+    file.sync_all()?;
+    Ok(file)
+}
+
+/// Writes of `write_bytes` going round `file_bytes` of `file`, each followed by fdatasync,
+/// for `duration`; the fdatasync times in microseconds.
+fn sync_loop(
+    file: &std::fs::File,
+    write_bytes: usize,
+    file_bytes: usize,
+    duration: Duration,
+) -> io::Result<hdrhistogram::Histogram<u64>> {
+    let mut data = AlignedBuf::with_capacity(write_bytes);
+    data.resize_zeroed(write_bytes);
+    let mut syncs = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    let started = Instant::now();
+    let mut position = 0;
+    let mut writes = 0u64;
+    while started.elapsed() < duration {
+        if position + write_bytes > file_bytes {
+            // The blocks were all written before: going round again is the same.
+            position = 0;
+        }
+        data[0] = writes as u8;
+        file.write_all_at(&data, position as u64)?;
+        let synced = Instant::now();
+        file.sync_data()?;
+        syncs.saturating_record(synced.elapsed().as_micros() as u64);
+        position += write_bytes;
+        writes += 1;
+    }
+    Ok(syncs)
 }

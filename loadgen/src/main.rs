@@ -85,6 +85,9 @@ enum Command {
         duration: Duration,
         #[arg(long, default_value_t = 0)]
         busy_threads: usize,
+        /// Files written and synced side by side, a thread each.
+        #[arg(long, default_value_t = 1)]
+        files: usize,
     },
 }
 
@@ -499,7 +502,8 @@ fn main() {
             write_bytes,
             duration,
             busy_threads,
-        }) => disk_probe(&dir, write_bytes, duration, busy_threads),
+            files,
+        }) => disk_probe(&dir, write_bytes, duration, busy_threads, files),
     };
     match outcome {
         Ok(true) => {}
@@ -520,19 +524,25 @@ fn disk_probe(
     write_bytes: usize,
     duration: Duration,
     busy_threads: usize,
+    files: usize,
 ) -> Result<bool, Failure> {
     if duration.is_zero() {
         return Err(Failure::Settings("--duration must be above zero".into()));
     }
-    let probe = loadgen::disk::measure_with(dir, write_bytes, duration, busy_threads)
+    if !(1..=64).contains(&files) {
+        return Err(Failure::Settings("--files must be 1 to 64".into()));
+    }
+    let probe = loadgen::disk::measure_with(dir, write_bytes, duration, busy_threads, files)
         .map_err(|error| Failure::Run(format!("disk probe in {}: {error}", dir.display())))?;
     println!(
-        "disk probe in {}: {} writes of {} KiB + fdatasync in {:.1} s with {} busy threads: \
-         {:.0} MB/s durable, fdatasync p50 {} us, p99 {} us, {} over 2.5 ms ({:.1}/s)",
+        "disk probe in {}: {} writes of {} KiB + fdatasync in {:.1} s to {} files side by side \
+         with {} busy threads: {:.0} MB/s durable, fdatasync p50 {} us, p99 {} us, \
+         {} over 2.5 ms ({:.1}/s)",
         dir.display(),
         probe.writes,
         probe.write_bytes / 1024,
         probe.seconds,
+        probe.files,
         probe.busy_threads,
         probe.mb_per_s,
         probe.fdatasync_p50_us,

@@ -136,7 +136,8 @@ fn a_run_on_a_busy_machine_completes_with_nothing_missing() {
     broker.shutdown();
 }
 
-/// `loadgen disk-probe` measures the disk alone, with spinning threads beside it when asked:
+/// `loadgen disk-probe` measures the disk alone, with files side by side and spinning
+/// threads beside it when asked:
 /// one line with the writes it made, their durable MB/s and the fdatasync figures; its file
 /// is gone afterwards; a zero duration is a settings error.
 #[test]
@@ -144,7 +145,7 @@ fn the_disk_probe_measures_beside_busy_threads_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let probe = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["disk-probe", "--duration", "1s", "--write-bytes", "16k"])
-        .args(["--busy-threads", "1", "--dir"])
+        .args(["--busy-threads", "1", "--files", "2", "--dir"])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -164,7 +165,10 @@ fn the_disk_probe_measures_beside_busy_threads_and_cleans_up() {
     let writes = words[words.iter().position(|w| *w == "writes").unwrap() - 1];
     assert!(writes.parse::<u64>().unwrap() > 0, "{stdout}");
     assert!(stdout.contains("of 16 KiB + fdatasync"), "{stdout}");
-    assert!(stdout.contains("with 1 busy threads"), "{stdout}");
+    assert!(
+        stdout.contains("to 2 files side by side with 1 busy threads"),
+        "{stdout}"
+    );
     assert!(
         after("p50") > 0.0 && after("p99") >= after("p50"),
         "{stdout}"
