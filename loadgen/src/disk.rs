@@ -35,6 +35,7 @@ pub struct DiskCeiling {
     pub mb_per_s: f64,
     pub fdatasync_p50_us: u64,
     pub fdatasync_p99_us: u64,
+    pub fdatasync_max_us: u64,
     /// fdatasyncs that took longer than 2.5 ms.
     pub fdatasyncs_over_2500us: u64,
     /// Threads that spun on the CPUs meanwhile (0 in a run's ceiling measurement).
@@ -85,7 +86,7 @@ pub fn measure_with(
                 .iter()
                 .map(|file| scope.spawn(move || sync_loop(file, write_bytes, file_bytes, duration)))
                 .collect();
-            let mut syncs = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+            let mut syncs = sync_histogram();
             let mut outcome = Ok(());
             for writer in writers {
                 match writer.join().expect("probe thread") {
@@ -103,6 +104,7 @@ pub fn measure_with(
                 mb_per_s: (writes as f64 * write_bytes as f64) / seconds / 1e6,
                 fdatasync_p50_us: syncs.value_at_quantile(0.5),
                 fdatasync_p99_us: syncs.value_at_quantile(0.99),
+                fdatasync_max_us: syncs.max(),
                 fdatasyncs_over_2500us: writes - syncs.count_between(0, SLOW_FDATASYNC_US),
                 busy_threads,
                 files,
@@ -114,6 +116,12 @@ pub fn measure_with(
         let _ = std::fs::remove_file(path);
     }
     measured
+}
+
+/// fdatasync times in microseconds, up to a minute. (An auto-resizing histogram clamps a
+/// saturating record at its first bound, 2,048: every slow fdatasync read as ~2 ms.)
+fn sync_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
 /// A probe file of `bytes`, its blocks written with zeros and synced.
@@ -145,7 +153,7 @@ fn sync_loop(
 ) -> io::Result<hdrhistogram::Histogram<u64>> {
     let mut data = AlignedBuf::with_capacity(write_bytes);
     data.resize_zeroed(write_bytes);
-    let mut syncs = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    let mut syncs = sync_histogram();
     let started = Instant::now();
     let mut position = 0;
     let mut writes = 0u64;
@@ -163,4 +171,20 @@ fn sync_loop(
         writes += 1;
     }
     Ok(syncs)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A slow fdatasync is recorded as measured, not clamped at the histogram's first bound.
+    #[test]
+    fn slow_fdatasyncs_keep_their_time() {
+        let mut syncs = super::sync_histogram();
+        syncs.saturating_record(40);
+        syncs.saturating_record(12_345);
+        assert!(syncs.max() >= 12_340, "{}", syncs.max());
+        assert_eq!(
+            syncs.len() - syncs.count_between(0, super::SLOW_FDATASYNC_US),
+            1
+        );
+    }
 }

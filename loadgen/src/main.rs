@@ -536,7 +536,7 @@ fn disk_probe(
         .map_err(|error| Failure::Run(format!("disk probe in {}: {error}", dir.display())))?;
     println!(
         "disk probe in {}: {} writes of {} KiB + fdatasync in {:.1} s to {} files side by side \
-         with {} busy threads: {:.0} MB/s durable, fdatasync p50 {} us, p99 {} us, \
+         with {} busy threads: {:.0} MB/s durable, fdatasync p50 {} us, p99 {} us, max {} us, \
          {} over 2.5 ms ({:.1}/s)",
         dir.display(),
         probe.writes,
@@ -547,6 +547,7 @@ fn disk_probe(
         probe.mb_per_s,
         probe.fdatasync_p50_us,
         probe.fdatasync_p99_us,
+        probe.fdatasync_max_us,
         probe.fdatasyncs_over_2500us,
         probe.fdatasyncs_over_2500us as f64 / probe.seconds,
     );
