@@ -4,10 +4,9 @@
 //! storage bench does. A broker run's write rate divided by this is the share of the disk's
 //! durable bandwidth it reached.
 //!
-//! `loadgen disk-probe` runs it alone, optionally beside threads that keep the cores busy:
-//! on a machine whose cores the broker and the load generator share, a thread waiting for
-//! its fdatasync is also waiting for a core when the sync is done, and that wait is counted
-//! in every fdatasync time measured from user space (the broker's included).
+//! `loadgen disk-probe` runs it alone, optionally with several files syncing side by side
+//! (as a broker's partitions do) and beside threads that keep the cores busy, and counts
+//! the slow fdatasyncs by the broker's own bound.
 
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -23,8 +22,7 @@ use serde::Serialize;
 const PROBE_FILE_BYTES: usize = 512 * 1024 * 1024;
 /// How long the timed part of a run's ceiling measurement takes.
 const PROBE_DURATION: Duration = Duration::from_secs(3);
-/// An fdatasync slower than this is counted apart (the broker's metrics use the same bound).
-const SLOW_FDATASYNC_US: u64 = 2_500;
+use engine::storage::stats::SLOW_FSYNC_US as SLOW_FDATASYNC_US;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DiskCeiling {

@@ -73,8 +73,8 @@ enum Command {
         output: Output,
     },
     /// The disk alone: O_DIRECT writes into written blocks, fdatasync after each, one at a
-    /// time; with --busy-threads, that many threads spin on the CPUs meanwhile, to show what
-    /// busy cores add to each fdatasync as user space sees it.
+    /// time per file; --files syncs several side by side, --busy-threads spins that many
+    /// threads on the CPUs meanwhile.
     DiskProbe {
         /// A directory on the disk to measure.
         #[arg(long, default_value = ".")]

@@ -41,12 +41,16 @@ pub fn count(count: impl FnOnce(&StorageCells)) {
     MINE.with(|cells| count(cells));
 }
 
+/// An fdatasync slower than this (microseconds) is counted apart: the disk's slow flushes
+/// on this kind of machine take 2-4 ms.
+pub const SLOW_FSYNC_US: u64 = 2_500;
+
 /// Totals over every thread so far.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StorageTotals {
     pub fsyncs: u64,
     pub fsync_us: u64,
-    /// fdatasyncs that took longer than 2.5 ms (the host flushing slowly, mostly).
+    /// fdatasyncs that took longer than `SLOW_FSYNC_US` (2.5 ms).
     pub fsyncs_over_2500us: u64,
     pub rounds: u64,
     pub writes: u64,
@@ -58,7 +62,7 @@ pub fn totals() -> StorageTotals {
     StorageTotals {
         fsyncs: folded.fsync_latency.count(),
         fsync_us: folded.fsync_latency.sum_us(),
-        fsyncs_over_2500us: folded.fsync_latency.count_over(2_500),
+        fsyncs_over_2500us: folded.fsync_latency.count_over(SLOW_FSYNC_US),
         rounds: folded.rounds.load(Ordering::Relaxed),
         writes: folded.writes.load(Ordering::Relaxed),
         write_bytes: folded.write_bytes.load(Ordering::Relaxed),
