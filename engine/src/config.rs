@@ -57,6 +57,8 @@ pub struct BrokerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Consumer group limits and delays.
     pub groups: crate::group::GroupSettings,
+    /// Cluster mode (`--voters`): `None` runs a single node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -86,6 +88,7 @@ impl Default for BrokerConfig {
             shard_inbox_capacity: 1024,
             metrics_listen: None,
             groups: crate::group::GroupSettings::default(),
+            cluster: None,
         }
     }
 }

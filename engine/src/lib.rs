@@ -29,6 +29,7 @@
 pub mod api;
 pub mod broker_config;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod io;

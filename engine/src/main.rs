@@ -13,8 +13,11 @@ static ALLOCATOR: protocol::alloc::ReserveHugeAllocations = protocol::alloc::Res
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGLOG_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.log_level()));
+    // openraft narrates every election at info and warn; its errors are what an operator
+    // needs (our controller logs leadership and fencing itself). RINGLOG_LOG sets it all.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGLOG_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{},openraft=error", args.log_level()))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -168,6 +168,8 @@ pub struct Metrics {
 pub struct Sources {
     pub queued_bytes: std::sync::Arc<crate::server::budget::ByteBudget>,
     pub offline: std::sync::Arc<crate::partition::offline::OfflinePartitions>,
+    /// The controller quorum's view, in cluster mode.
+    pub cluster: Option<std::sync::Arc<crate::cluster::ViewStore>>,
 }
 
 impl Metrics {
@@ -345,6 +347,23 @@ impl Metrics {
                     out,
                     "ringlog_partition_offline{{topic=\"{topic}\",partition=\"{partition}\"}} 1"
                 );
+            }
+            if let Some(cluster) = &sources.cluster {
+                let view = cluster.snapshot();
+                let fenced = view.brokers.iter().filter(|broker| broker.fenced).count();
+                let _ = writeln!(out, "# TYPE ringlog_cluster_controller_leader gauge");
+                let _ = writeln!(
+                    out,
+                    "ringlog_cluster_controller_leader {}",
+                    view.controller_id.unwrap_or(-1)
+                );
+                let _ = writeln!(out, "# TYPE ringlog_cluster_brokers gauge");
+                let _ = writeln!(
+                    out,
+                    "ringlog_cluster_brokers{{state=\"live\"}} {}",
+                    view.brokers.len() - fenced
+                );
+                let _ = writeln!(out, "ringlog_cluster_brokers{{state=\"fenced\"}} {fenced}");
             }
         }
         crate::storage::stats::render(&mut out);

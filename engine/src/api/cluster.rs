@@ -12,9 +12,61 @@ use protocol::ErrorCode;
 
 use crate::shard::Shard;
 
-pub fn describe(shard: &Rc<Shard>, request: DescribeClusterRequest) -> DescribeClusterResponse {
+/// A broker as clients are told of it.
+pub struct BrokerEntry {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// The brokers, controller and cluster id clients are given: in cluster mode the live
+/// brokers the controller quorum has registered and its leader (-1 while there is none);
+/// otherwise this broker alone, its own controller.
+pub struct ClusterFacts {
+    pub cluster_id: String,
+    pub controller_id: i32,
+    pub brokers: Vec<BrokerEntry>,
+}
+
+pub fn cluster_facts(shard: &Shard) -> ClusterFacts {
     let context = &shard.context;
-    let (host, port) = &context.advertised;
+    let local_cluster_id = || context.catalog.snapshot().cluster_id.clone();
+    match &context.cluster {
+        Some(view) => {
+            let view = view.snapshot();
+            ClusterFacts {
+                cluster_id: view.cluster_id.clone().unwrap_or_else(local_cluster_id),
+                controller_id: view.controller_id.unwrap_or(-1),
+                brokers: view
+                    .live_brokers()
+                    .map(|broker| BrokerEntry {
+                        id: broker.registration.id,
+                        host: broker.registration.host.clone(),
+                        port: broker.registration.port,
+                        rack: broker.registration.rack.clone(),
+                    })
+                    .collect(),
+            }
+        }
+        None => {
+            let (host, port) = &context.advertised;
+            ClusterFacts {
+                cluster_id: local_cluster_id(),
+                controller_id: context.config.node_id,
+                brokers: vec![BrokerEntry {
+                    id: context.config.node_id,
+                    host: host.clone(),
+                    port: *port,
+                    rack: None,
+                }],
+            }
+        }
+    }
+}
+
+pub fn describe(shard: &Rc<Shard>, request: DescribeClusterRequest) -> DescribeClusterResponse {
+    let facts = cluster_facts(shard);
     let operations = if request.include_cluster_authorized_operations {
         super::metadata::CLUSTER_OPERATIONS
     } else {
@@ -22,14 +74,21 @@ pub fn describe(shard: &Rc<Shard>, request: DescribeClusterRequest) -> DescribeC
     };
     DescribeClusterResponse::default()
         .with_cluster_authorized_operations(operations)
-        .with_cluster_id(StrBytes::from_string(
-            context.catalog.snapshot().cluster_id.clone(),
-        ))
-        .with_controller_id(BrokerId(context.config.node_id))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(context.config.node_id))
-            .with_host(StrBytes::from_string(host.clone()))
-            .with_port(*port)])
+        .with_cluster_id(StrBytes::from_string(facts.cluster_id))
+        .with_controller_id(BrokerId(facts.controller_id))
+        .with_brokers(
+            facts
+                .brokers
+                .into_iter()
+                .map(|broker| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(broker.id))
+                        .with_host(StrBytes::from_string(broker.host))
+                        .with_port(broker.port)
+                        .with_rack(broker.rack.map(StrBytes::from_string))
+                })
+                .collect(),
+        )
 }
 
 /// Gives an idempotent producer a new id (epoch 0), or bumps the epoch of the id it holds.

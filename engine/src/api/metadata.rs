@@ -1,5 +1,5 @@
-//! Metadata: brokers (this one), cluster id, and topics with their partitions; creates
-//! requested topics that do not exist when auto-creation is on (Kafka's
+//! Metadata: brokers (this one, or in cluster mode every live one), cluster id, and topics
+//! with their partitions; creates requested topics that do not exist when auto-creation is on (Kafka's
 //! `auto.create.topics.enable`, default on, `num.partitions` partitions).
 
 use std::collections::BTreeMap;
@@ -106,14 +106,23 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
             }
         }
     }
-    let (host, port) = &context.advertised;
+    let facts = super::cluster::cluster_facts(shard);
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node_id))
-            .with_host(StrBytes::from_string(host.clone()))
-            .with_port(*port)])
-        .with_cluster_id(Some(StrBytes::from_string(catalog.cluster_id.clone())))
-        .with_controller_id(BrokerId(node_id))
+        .with_brokers(
+            facts
+                .brokers
+                .into_iter()
+                .map(|broker| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(broker.id))
+                        .with_host(StrBytes::from_string(broker.host))
+                        .with_port(broker.port)
+                        .with_rack(broker.rack.map(StrBytes::from_string))
+                })
+                .collect(),
+        )
+        .with_cluster_id(Some(StrBytes::from_string(facts.cluster_id)))
+        .with_controller_id(BrokerId(facts.controller_id))
         .with_cluster_authorized_operations(cluster_operations)
         .with_topics(
             topics

@@ -18,6 +18,10 @@ use crate::topic_config::topic_settings;
 
 /// Creates a topic: validates it, places its partitions on shards, persists it in the
 /// catalog, and opens its partitions on their owners.
+///
+/// In cluster mode it is refused: a topic there must live in the controller quorum's
+/// metadata and be placed across brokers, which is not built yet, and a topic kept by one
+/// broker alone would split a topic's data between brokers that each created their own.
 pub async fn create_topic(
     shard: &Rc<Shard>,
     name: &str,
@@ -25,6 +29,12 @@ pub async fn create_topic(
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<TopicMeta, ApiError> {
+    if shard.context.cluster.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("cannot create topic '{name}': topics of a multi-broker cluster (--voters) are not supported yet; this cluster keeps only broker metadata"),
+        ));
+    }
     validate_topic_name(name)
         .map_err(|message| ApiError::new(ErrorCode::InvalidTopicException, message))?;
     let config = shard.effective_config();

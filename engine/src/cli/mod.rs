@@ -1,6 +1,7 @@
 //! Command line: `ringlog serve` runs the broker; the other commands talk to a broker with
 //! the protocol crate's client, like rpk or kafka-topics.sh.
 
+mod cluster;
 mod consume;
 mod group;
 mod produce;
@@ -43,6 +44,9 @@ impl Args {
 pub enum Command {
     /// Run the broker.
     Serve(Box<serve::ServeArgs>),
+    /// Describe the cluster: brokers, controller leader, partition leaders and replicas.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Create, list, describe, delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -58,6 +62,7 @@ pub enum Command {
 pub fn run(args: Args) -> Result<(), String> {
     match args.command {
         Command::Serve(serve) => serve::run(*serve),
+        Command::Cluster(command) => block_on(cluster::run(&args.brokers, command)),
         Command::Topic(command) => block_on(topic::run(&args.brokers, command)),
         Command::Group(command) => block_on(group::run(&args.brokers, command)),
         Command::Produce(produce) => block_on(produce::run(&args.brokers, produce)),

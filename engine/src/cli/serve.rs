@@ -105,6 +105,28 @@ pub struct ServeArgs {
     /// The same in milliseconds, for tests; wins over the minutes.
     #[arg(long, hide = true)]
     pub offsets_retention_ms: Option<u64>,
+    /// This broker's id (node.id); in a cluster, also its controller's [default: 0].
+    #[arg(long, env = "RINGLOG_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// The controller quorum, ID@HOST:PORT separated by commas (controller.quorum.voters);
+    /// giving it runs this broker as a member of that cluster.
+    #[arg(long, env = "RINGLOG_VOTERS")]
+    pub voters: Option<String>,
+    /// Where this broker's controller listens for the other controllers; needed with
+    /// --voters.
+    #[arg(long, env = "RINGLOG_CLUSTER_LISTEN")]
+    pub cluster_listen: Option<SocketAddr>,
+    /// Rack of this broker (broker.rack), for replica placement.
+    #[arg(long, env = "RINGLOG_RACK")]
+    pub rack: Option<String>,
+    /// How often a broker heartbeats to the controller leader (broker.heartbeat.interval.ms)
+    /// [default: 2000].
+    #[arg(long)]
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    /// A broker not heard from for this long is fenced: clients are no longer sent to it
+    /// (broker.session.timeout.ms) [default: 9000].
+    #[arg(long)]
+    pub broker_session_timeout_ms: Option<u64>,
 }
 
 /// The TOML file. Unknown keys are refused, so a typo is an error, not a silent default.
@@ -135,6 +157,12 @@ struct FileConfig {
     group_max_size: Option<usize>,
     offsets_retention_minutes: Option<u64>,
     offsets_segment_bytes: Option<u64>,
+    node_id: Option<i32>,
+    voters: Option<String>,
+    cluster_listen: Option<SocketAddr>,
+    rack: Option<String>,
+    broker_heartbeat_interval_ms: Option<u64>,
+    broker_session_timeout_ms: Option<u64>,
     #[serde(default)]
     log: LogFileConfig,
 }
@@ -207,7 +235,60 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
             .map_err(|error| format!("[log] {error}"))?;
     }
     log.validate().map_err(|error| error.to_string())?;
+    let node_id = args.node_id.or(file.node_id).unwrap_or(defaults.node_id);
+    if node_id < 0 {
+        return Err(format!("--node-id {node_id} must be 0 or more"));
+    }
+    let cluster = match (
+        args.voters.or(file.voters),
+        args.cluster_listen.or(file.cluster_listen),
+    ) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(
+                "--voters needs --cluster-listen (where this broker's controller listens)"
+                    .to_string(),
+            )
+        }
+        (None, Some(_)) => {
+            return Err("--cluster-listen needs --voters (the controller quorum)".to_string())
+        }
+        (Some(voters), Some(cluster_listen)) => {
+            let voters = engine::cluster::parse_voters(&voters)?;
+            if !voters.contains_key(&node_id) {
+                return Err(format!("--node-id {node_id} is not among --voters (every broker of a cluster is a controller voter)"));
+            }
+            let heartbeat_interval = std::time::Duration::from_millis(
+                args.broker_heartbeat_interval_ms
+                    .or(file.broker_heartbeat_interval_ms)
+                    .unwrap_or(2000)
+                    .max(10),
+            );
+            let session_timeout = std::time::Duration::from_millis(
+                args.broker_session_timeout_ms
+                    .or(file.broker_session_timeout_ms)
+                    .unwrap_or(9000),
+            );
+            if session_timeout <= heartbeat_interval {
+                return Err(format!(
+                    "--broker-session-timeout-ms ({}) must be longer than --broker-heartbeat-interval-ms ({})",
+                    session_timeout.as_millis(),
+                    heartbeat_interval.as_millis()
+                ));
+            }
+            Some(engine::cluster::ClusterConfig {
+                node_id,
+                cluster_listen,
+                voters,
+                rack: args.rack.or(file.rack),
+                heartbeat_interval,
+                session_timeout,
+            })
+        }
+    };
     Ok(BrokerConfig {
+        node_id,
+        cluster,
         data_dir: args.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
         listen: args.listen.or(file.listen).unwrap_or(defaults.listen),
         advertised_host: args.advertised_host.or(file.advertised_host),

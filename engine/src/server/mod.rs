@@ -53,6 +53,8 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Controller(#[from] crate::cluster::ControllerError),
     #[error("shard {shard} cannot open {what}: {source}")]
     ShardOpen {
         shard: usize,
@@ -69,6 +71,8 @@ pub struct Broker {
     pub metrics_address: Option<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
+    /// This broker's controller, in cluster mode.
+    controller: Option<crate::cluster::Controller>,
     /// Held (flock) while the broker runs: one broker per data directory.
     _lock: std::fs::File,
 }
@@ -151,6 +155,18 @@ impl Broker {
                 address.ip().to_string()
             }
         });
+        let controller = match &config.cluster {
+            Some(cluster) => Some(crate::cluster::Controller::start(
+                cluster.clone(),
+                &config.data_dir,
+                crate::cluster::Endpoint {
+                    host: host.clone(),
+                    port: i32::from(address.port()),
+                },
+                catalog.snapshot().cluster_id.clone(),
+            )?),
+            None => None,
+        };
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.cores)
             .map(|_| mpsc::channel::<Job>(config.shard_inbox_capacity))
             .unzip();
@@ -189,10 +205,12 @@ impl Broker {
                 config.max_connections_per_ip,
             )),
             queued_bytes: queued_bytes.clone(),
+            cluster: controller.as_ref().map(crate::cluster::Controller::view),
         });
         context.metrics.attach(crate::metrics::Sources {
             queued_bytes,
             offline,
+            cluster: context.cluster.clone(),
         });
         let (shutdown, shutdown_seen) = watch::channel(false);
         let (ready_sender, ready) = std::sync::mpsc::channel();
@@ -239,6 +257,7 @@ impl Broker {
             metrics_address,
             threads,
             shutdown,
+            controller,
             _lock: lock,
         })
     }
@@ -248,6 +267,9 @@ impl Broker {
         let _ = self.shutdown.send(true);
         for thread in self.threads {
             let _ = thread.join();
+        }
+        if let Some(controller) = self.controller {
+            controller.shutdown();
         }
     }
 }

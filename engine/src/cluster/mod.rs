@@ -1,0 +1,133 @@
+//! Cluster mode: a controller quorum embedded in every broker, as KRaft's combined mode is.
+//!
+//! Each broker started with `--voters` runs a Raft node (openraft) on a thread of its own,
+//! beside the shards. The quorum's replicated log holds the cluster's metadata
+//! ([`state::ClusterState`]: the cluster id, broker registrations and whether each broker is
+//! fenced); every broker registers itself through it and heartbeats to the leader, which
+//! fences a broker that stays quiet for the session timeout and unfences it when it is heard
+//! again. The shards read the outcome as a [`ClusterView`] for Metadata and DescribeCluster.
+//! A broker without `--voters` has none of this and runs as a single node.
+
+mod controller;
+pub mod log_store;
+pub mod rpc;
+pub mod state;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub use controller::{Controller, ControllerError, Endpoint};
+pub use state::BrokerState;
+
+/// The controller's directory inside the data directory.
+pub const CONTROLLER_DIR: &str = "__cluster_metadata";
+
+/// How a broker takes part in a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This broker's id, also its controller's (`--node-id`).
+    pub node_id: i32,
+    /// Where this controller listens for the others (`--cluster-listen`).
+    pub cluster_listen: SocketAddr,
+    /// The controller quorum, id to address (`--voters`, like `controller.quorum.voters`).
+    pub voters: BTreeMap<i32, String>,
+    /// Rack of this broker (`--rack`, `broker.rack`).
+    pub rack: Option<String>,
+    /// How often a broker heartbeats to the controller leader
+    /// (`broker.heartbeat.interval.ms`).
+    pub heartbeat_interval: Duration,
+    /// A broker not heard from for this long is fenced (`broker.session.timeout.ms`).
+    pub session_timeout: Duration,
+}
+
+/// Parses `--voters`: `ID@HOST:PORT` separated by commas.
+pub fn parse_voters(text: &str) -> Result<BTreeMap<i32, String>, String> {
+    let mut voters = BTreeMap::new();
+    for voter in text
+        .split(',')
+        .map(str::trim)
+        .filter(|voter| !voter.is_empty())
+    {
+        let (id, address) = voter
+            .split_once('@')
+            .ok_or_else(|| format!("voter '{voter}' is not ID@HOST:PORT"))?;
+        let id: i32 = id
+            .parse()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| format!("voter '{voter}' has no valid node id (a number >= 0)"))?;
+        let port_ok = address
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            return Err(format!("voter '{voter}' has no HOST:PORT after the '@'"));
+        }
+        if voters.insert(id, address.to_string()).is_some() {
+            return Err(format!("node id {id} is given twice in --voters"));
+        }
+    }
+    if voters.is_empty() {
+        return Err("--voters names no voter".to_string());
+    }
+    Ok(voters)
+}
+
+/// What the shards know of the cluster: the committed metadata and who leads the quorum.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    pub cluster_id: Option<String>,
+    /// The controller leader's node id, if there is one now.
+    pub controller_id: Option<i32>,
+    /// Every registered broker, fenced ones included, by id.
+    pub brokers: Vec<BrokerState>,
+}
+
+impl ClusterView {
+    /// Brokers clients may be sent to.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerState> {
+        self.brokers.iter().filter(|broker| !broker.fenced)
+    }
+}
+
+/// The latest [`ClusterView`], replaced whole by the controller thread.
+#[derive(Debug, Default)]
+pub struct ViewStore {
+    current: RwLock<Arc<ClusterView>>,
+}
+
+impl ViewStore {
+    pub fn snapshot(&self) -> Arc<ClusterView> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn replace(&self, view: ClusterView) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(view);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_voters;
+
+    #[test]
+    fn voters_parse_and_bad_ones_are_named() {
+        let voters = parse_voters("1@127.0.0.1:9093, 2@host-b:9093,3@[::1]:9093").unwrap();
+        assert_eq!(voters.len(), 3);
+        assert_eq!(voters[&2], "host-b:9093");
+        assert_eq!(voters[&3], "[::1]:9093");
+        assert!(parse_voters("1@a:1,1@b:2").unwrap_err().contains("twice"));
+        assert!(parse_voters("x@a:1").unwrap_err().contains("node id"));
+        assert!(parse_voters("1@a").unwrap_err().contains("HOST:PORT"));
+        assert!(parse_voters("1:a:1").unwrap_err().contains("ID@HOST:PORT"));
+        assert!(parse_voters("").unwrap_err().contains("no voter"));
+    }
+}

@@ -1,0 +1,69 @@
+//! The controller quorum's Raft types and the commands its log carries.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A Raft node id: the broker's `--node-id`.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for the controller quorum.
+    pub TypeConfig:
+        D = Command,
+        R = Reply,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+);
+
+/// A snapshot of the state machine as it travels and is stored: its JSON.
+pub type SnapshotData = Cursor<Vec<u8>>;
+
+/// What a broker tells the controller about itself when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub id: i32,
+    /// New at every start of the process: a registration of an earlier run is stale.
+    pub incarnation: Uuid,
+    /// Where Kafka clients reach it.
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    /// Where the other brokers reach its controller (`--cluster-listen`).
+    pub cluster_address: String,
+    /// The cluster id this broker would give a new cluster; the first registration applied
+    /// names the cluster, later ones adopt it.
+    pub proposed_cluster_id: String,
+}
+
+/// A change to the cluster's metadata, applied in log order on every controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    RegisterBroker(BrokerRegistration),
+    /// The broker stopped heartbeating: clients are no longer sent to it.
+    FenceBroker {
+        id: i32,
+        incarnation: Uuid,
+    },
+    /// A fenced broker heartbeats again.
+    UnfenceBroker {
+        id: i32,
+        incarnation: Uuid,
+    },
+}
+
+/// What applying a [`Command`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Registered; `epoch` is the log index of the registration (Kafka's broker epoch).
+    Registered {
+        epoch: u64,
+    },
+    Fenced,
+    Unfenced,
+    /// The command named an incarnation that is no longer registered: nothing changed.
+    Stale,
+    /// A Raft-internal entry (blank, membership).
+    None,
+}
