@@ -29,6 +29,20 @@ pub struct TopicMeta {
     pub partition_shards: Vec<usize>,
     /// Topic-level config overrides (`retention.ms`, ...), validated at creation.
     pub configs: BTreeMap<String, String>,
+    /// In cluster mode, the local copy of a topic the controller quorum keeps: its
+    /// partitions with no replica on this broker are listed here, and have no owner shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterCopy>,
+}
+
+/// What a cluster topic's local copy records beside the usual.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCopy {
+    /// Partitions hosted by other brokers only.
+    pub elsewhere: std::collections::BTreeSet<i32>,
+    /// The quorum's log index of the topic's creation: a cluster view that has applied
+    /// past it and lacks the topic means the topic was deleted.
+    pub created_index: u64,
 }
 
 impl TopicMeta {
@@ -44,8 +58,15 @@ impl TopicMeta {
         owners
     }
 
-    /// Owner shard of a partition, if the partition exists.
+    /// Owner shard of a partition, if the partition exists here.
     pub fn owner(&self, partition: i32) -> Option<usize> {
+        if self
+            .cluster
+            .as_ref()
+            .is_some_and(|copy| copy.elsewhere.contains(&partition))
+        {
+            return None;
+        }
         usize::try_from(partition)
             .ok()
             .and_then(|index| self.partition_shards.get(index).copied())
@@ -288,6 +309,7 @@ mod tests {
                         id: uuid::Uuid::new_v4(),
                         partition_shards: vec![0, 1, 0],
                         configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+                        cluster: None,
                     },
                 );
                 Ok::<_, CatalogError>(())

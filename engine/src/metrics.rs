@@ -169,7 +169,7 @@ pub struct Sources {
     pub queued_bytes: std::sync::Arc<crate::server::budget::ByteBudget>,
     pub offline: std::sync::Arc<crate::partition::offline::OfflinePartitions>,
     /// The controller quorum's view, in cluster mode.
-    pub cluster: Option<std::sync::Arc<crate::cluster::ViewStore>>,
+    pub cluster: Option<std::sync::Arc<crate::cluster::ClusterHandle>>,
 }
 
 impl Metrics {

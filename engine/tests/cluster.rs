@@ -2,18 +2,24 @@
 //! elects a leader, every broker registers and is listed by each broker's Metadata (read by
 //! librdkafka) and DescribeCluster (read by `ringlog cluster describe`); the controller
 //! leader killed with SIGKILL is replaced, fenced once its session times out, and listed
-//! again after it restarts on its data.
+//! again after it restarts on its data. Topics are placed across the brokers: librdkafka
+//! produces to every partition's leader and reads each acknowledged record back at its
+//! offset; topics are created and deleted while a broker is down, and it catches up.
 
 mod broker;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use broker::{free_local_address, scrape_metrics, BrokerProcess};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 
 const HEARTBEAT_MS: &str = "200";
 const SESSION_TIMEOUT_MS: &str = "2000";
@@ -175,22 +181,35 @@ async fn three_brokers_elect_a_controller_and_replace_a_killed_one() {
         assert_eq!(brokers, expected, "as broker {} reports them", node.id);
     }
 
-    // Topics are not kept by the quorum yet: creating one is refused, not split between
-    // brokers that would each keep their own.
-    let refused = admin(&nodes[0])
+    // A topic over the three brokers; replication is not built, so a replicated one is
+    // refused.
+    let created = admin(&nodes[0])
         .create_topics(
-            &[NewTopic::new("orders", 3, TopicReplication::Fixed(1))],
+            &[
+                NewTopic::new("orders", 6, TopicReplication::Fixed(1)),
+                NewTopic::new("replicated", 3, TopicReplication::Fixed(3)),
+            ],
             &AdminOptions::new(),
         )
         .await
         .expect("create topics answered");
-    match &refused[0] {
-        Err((name, code)) => {
-            assert_eq!(name, "orders");
-            assert_eq!(*code, RDKafkaErrorCode::InvalidRequest);
-        }
-        Ok(name) => panic!("topic {name} was created on one broker of a cluster"),
-    }
+    assert_eq!(created[0], Ok("orders".to_string()));
+    assert_eq!(
+        created[1],
+        Err((
+            "replicated".to_string(),
+            RDKafkaErrorCode::InvalidReplicationFactor
+        ))
+    );
+    let leaders = wait_for_leaders(&nodes[1], "orders", 6);
+    assert_eq!(
+        leaders.values().collect::<BTreeSet<_>>(),
+        all.iter().collect::<BTreeSet<_>>(),
+        "partitions on every broker: {leaders:?}"
+    );
+    // Produced through another broker's bootstrap, each to its partition's leader.
+    let acked = produce(&nodes[1], "orders", 0..600).await;
+    assert_eq!(read_back(&nodes[2], "orders", 6, acked.len()), acked);
 
     let leader = first.controller.expect("a controller leader");
     let metrics = scrape_metrics(&nodes[0].metrics).await;
@@ -220,6 +239,27 @@ async fn three_brokers_elect_a_controller_and_replace_a_killed_one() {
         "{metrics}"
     );
 
+    // Topics are created and deleted while it is down: only on the brokers that are up.
+    let created = admin(alive[0])
+        .create_topics(
+            &[NewTopic::new("payments", 4, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create topics answered");
+    assert_eq!(created[0], Ok("payments".to_string()));
+    let payment_leaders = wait_for_leaders(alive[1], "payments", 4);
+    assert!(
+        payment_leaders.values().all(|id| survivors.contains(id)),
+        "{payment_leaders:?}"
+    );
+    let deleted = admin(alive[0])
+        .delete_topics(&["orders"], &AdminOptions::new())
+        .await
+        .expect("delete topics answered");
+    assert_eq!(deleted[0], Ok("orders".to_string()));
+    let paid = produce(alive[1], "payments", 0..200).await;
+
     // Back on its data, it registers again and every broker lists all three.
     nodes[killed].process.kill_and_restart();
     let third = converge(&nodes.iter().collect::<Vec<_>>(), &all, &all);
@@ -227,6 +267,161 @@ async fn three_brokers_elect_a_controller_and_replace_a_killed_one() {
         third.cluster_id, first.cluster_id,
         "the cluster keeps its id"
     );
+    // It removed its copy of the topic deleted while it was down, and serves the rest.
+    let wait_until = Instant::now() + CONVERGE;
+    let orders_left = || -> Vec<String> {
+        std::fs::read_dir(nodes[killed].process.data_dir())
+            .expect("data dir")
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("orders-"))
+            .collect()
+    };
+    while !orders_left().is_empty() {
+        assert!(Instant::now() < wait_until, "{:?}", orders_left());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(read_back(&nodes[killed], "payments", 4, paid.len()), paid);
+
+    // One consumer group joined through two different brokers: both find the same
+    // coordinator, so the group splits the partitions instead of each member taking all.
+    let members: Vec<BaseConsumer> = [&nodes[0], &nodes[1]]
+        .iter()
+        .map(|node| {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &node.process.address)
+                .set("group.id", "cluster-readers")
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("session.timeout.ms", "6000")
+                .create()
+                .expect("consumer");
+            consumer.subscribe(&["payments"]).expect("subscribe");
+            consumer
+        })
+        .collect();
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        for member in &members {
+            let _ = member.poll(Duration::from_millis(100));
+        }
+        let assigned: Vec<BTreeSet<i32>> = members
+            .iter()
+            .map(|member| {
+                member
+                    .assignment()
+                    .expect("assignment")
+                    .elements()
+                    .iter()
+                    .map(|element| element.partition())
+                    .collect()
+            })
+            .collect();
+        let union: BTreeSet<i32> = assigned.iter().flatten().copied().collect();
+        let total: usize = assigned.iter().map(BTreeSet::len).sum();
+        if union == (0..4).collect() && total == 4 && assigned.iter().all(|set| !set.is_empty()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group did not split 4 partitions between its 2 members: {assigned:?}"
+        );
+    }
+}
+
+/// Waits until `node` reports a leader for each of the topic's `partitions`.
+fn wait_for_leaders(node: &Node, topic: &str, partitions: usize) -> BTreeMap<i32, i32> {
+    let admin = admin(node);
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let leaders: BTreeMap<i32, i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|topic| topic.partitions())
+            .filter(|partition| partition.leader() >= 0)
+            .map(|partition| (partition.id(), partition.leader()))
+            .collect();
+        if leaders.len() == partitions {
+            return leaders;
+        }
+        assert!(Instant::now() < deadline, "{topic}: leaders {leaders:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Produces one keyed record per number with acks=all; each (partition, offset, value) as
+/// acknowledged.
+async fn produce(
+    node: &Node,
+    topic: &str,
+    numbers: std::ops::Range<u32>,
+) -> Vec<(i32, i64, String)> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &node.process.address)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    let sends = numbers.map(|number| {
+        let producer = producer.clone();
+        async move {
+            let key = format!("key-{number}");
+            let value = format!("{topic} record {number}");
+            let record = FutureRecord::to(topic).key(&key).payload(&value);
+            let delivery = producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|(error, _)| panic!("{value} not acknowledged: {error}"));
+            (delivery.partition, delivery.offset, value)
+        }
+    });
+    let mut acked = futures_util::future::join_all(sends).await;
+    acked.sort();
+    acked
+}
+
+/// Every record of the topic, read from the beginning of each partition through `node`'s
+/// bootstrap, as (partition, offset, value).
+fn read_back(node: &Node, topic: &str, partitions: i32, count: usize) -> Vec<(i32, i64, String)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &node.process.address)
+        .set("enable.auto.commit", "false")
+        .set("group.id", "unused-no-subscribe")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut received = Vec::new();
+    let deadline = Instant::now() + CONVERGE;
+    while received.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} records of {topic} came back",
+            received.len()
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("consumed message");
+            received.push((
+                message.partition(),
+                message.offset(),
+                String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+            ));
+        }
+    }
+    received.sort();
+    received
 }
 
 /// Bad cluster flags are refused at start with the cause named, before anything is served.

@@ -38,6 +38,7 @@ error_codes! {
     CorruptMessage = 2, "the message failed its CRC check, has an invalid size, or is otherwise corrupt";
     UnknownTopicOrPartition = 3, "this server does not host this topic-partition";
     InvalidFetchSize = 4, "the requested fetch size is invalid";
+    LeaderNotAvailable = 5, "there is no leader for this topic-partition as we are in the middle of a leadership election";
     NotLeaderOrFollower = 6, "this server is not the leader for that topic-partition";
     RequestTimedOut = 7, "the request timed out";
     MessageTooLarge = 10, "the request included a message larger than the max message size the server will accept";

@@ -320,6 +320,7 @@ pub async fn set_topic_configs(
     change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError>,
     validate_only: bool,
 ) -> Result<(), ApiError> {
+    super::cluster_topics::refuse_in_cluster(shard, "changing a topic's configs")?;
     let defaults = shard.effective_config().log_defaults;
     let current = shard
         .context

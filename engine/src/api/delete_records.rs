@@ -32,8 +32,18 @@ pub async fn handle(shard: &Rc<Shard>, request: DeleteRecordsRequest) -> DeleteR
         ]);
         for (p, partition) in topic.partitions.iter().enumerate() {
             let index = partition.partition_index;
-            if let Some((meta, owner)) = meta.and_then(|meta| Some((meta, meta.owner(index)?))) {
-                work.push((owner, ((t, p), (meta.clone(), index, partition.offset))));
+            match meta.and_then(|meta| Some((meta, meta.owner(index)?))) {
+                Some((meta, owner)) => {
+                    work.push((owner, ((t, p), (meta.clone(), index, partition.offset))))
+                }
+                None => {
+                    let missing = super::cluster_topics::missing_partition(
+                        shard,
+                        topic.name.0.as_str(),
+                        index,
+                    );
+                    answers[t][p] = (missing.code, -1);
+                }
             }
         }
     }

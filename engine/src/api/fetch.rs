@@ -87,7 +87,24 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
                     wanted.push((owner, item));
                     answers[t].push(Fetched::error(ErrorCode::None));
                 }
-                _ => answers[t].push(Fetched::error(ErrorCode::UnknownTopicOrPartition)),
+                _ => {
+                    let name = match version >= 13 {
+                        true => super::cluster_topics::cluster_topic_name(shard, topic.topic_id),
+                        false => Some(topic.topic.0.to_string()),
+                    };
+                    let code = match name {
+                        Some(name) => {
+                            super::cluster_topics::missing_partition(
+                                shard,
+                                &name,
+                                partition.partition,
+                            )
+                            .code
+                        }
+                        None => ErrorCode::UnknownTopicId,
+                    };
+                    answers[t].push(Fetched::error(code))
+                }
             }
         }
     }

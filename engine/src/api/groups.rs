@@ -52,13 +52,51 @@ pub fn coordinator_shard(shard: &Shard, group: &str) -> usize {
     crate::group::coordinator_shard(group, shard.shard_count())
 }
 
+/// The broker coordinating `group`: this one on a single node; in a cluster, the
+/// registered broker the group's name hashes to (the same answer from every broker), or
+/// COORDINATOR_NOT_AVAILABLE while that broker is fenced. Groups do not move between
+/// brokers yet: their offsets stay with their coordinator.
+fn group_coordinator(shard: &Shard, group: &str) -> Result<super::cluster::BrokerEntry, ErrorCode> {
+    let Some(cluster) = &shard.context.cluster else {
+        let (host, port) = shard.context.advertised.clone();
+        return Ok(super::cluster::BrokerEntry {
+            id: shard.context.config.node_id,
+            host,
+            port,
+            rack: None,
+        });
+    };
+    let view = cluster.snapshot();
+    if view.brokers.is_empty() {
+        return Err(ErrorCode::CoordinatorNotAvailable);
+    }
+    let index = crate::catalog::stable_hash(group.as_bytes()) % view.brokers.len() as u64;
+    let broker = &view.brokers[index as usize];
+    if broker.fenced {
+        return Err(ErrorCode::CoordinatorNotAvailable);
+    }
+    Ok(super::cluster::BrokerEntry {
+        id: broker.registration.id,
+        host: broker.registration.host.clone(),
+        port: broker.registration.port,
+        rack: broker.registration.rack.clone(),
+    })
+}
+
+/// NOT_COORDINATOR (or COORDINATOR_NOT_AVAILABLE) for a group another broker coordinates.
+fn not_coordinated_here(shard: &Shard, group: &str) -> Option<ErrorCode> {
+    match group_coordinator(shard, group) {
+        Ok(broker) if broker.id == shard.context.config.node_id => None,
+        Ok(_) => Some(ErrorCode::NotCoordinator),
+        Err(code) => Some(code),
+    }
+}
+
 pub fn find_coordinator(
     shard: &Rc<Shard>,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = shard.context.advertised.clone();
-    let node = BrokerId(shard.context.config.node_id);
     // Only group coordinators exist. A transaction coordinator is asked for by a
     // transactional producer: answer a non-retriable error with the reason, so the client
     // fails at once (the Java client's initTransactions() throws it) instead of retrying
@@ -75,15 +113,23 @@ pub fn find_coordinator(
         ),
     };
     let message = message.map(|m| text(m.to_string()));
+    let answer = |key: &str| match error {
+        Some(refused) => (Some(refused), BrokerId(-1), String::new(), -1),
+        None => match group_coordinator(shard, key) {
+            Ok(broker) => (None, BrokerId(broker.id), broker.host, broker.port),
+            Err(unavailable) => (Some(unavailable), BrokerId(-1), String::new(), -1),
+        },
+    };
     if version >= 4 {
         let coordinators = request
             .coordinator_keys
             .iter()
             .map(|key| {
+                let (error, node, host, port) = answer(key.as_str());
                 CoordinatorEntry::default()
                     .with_key(key.clone())
                     .with_node_id(node)
-                    .with_host(text(host.clone()))
+                    .with_host(text(host))
                     .with_port(port)
                     .with_error_code(code(error))
                     .with_error_message(message.clone())
@@ -91,6 +137,7 @@ pub fn find_coordinator(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
+    let (error, node, host, port) = answer(request.key.as_str());
     FindCoordinatorResponse::default()
         .with_error_code(code(error))
         .with_error_message(message)
@@ -106,6 +153,9 @@ pub async fn join(
     client: Client,
 ) -> JoinGroupResponse {
     let group = request.group_id.0.to_string();
+    if let Some(refused) = not_coordinated_here(shard, &group) {
+        return JoinGroupResponse::default().with_error_code(refused.code());
+    }
     let join = JoinRequest {
         group: group.clone(),
         member_id: request.member_id.to_string(),
@@ -162,6 +212,9 @@ pub async fn join(
 
 pub async fn sync(shard: &Rc<Shard>, request: SyncGroupRequest) -> SyncGroupResponse {
     let group = request.group_id.0.to_string();
+    if let Some(refused) = not_coordinated_here(shard, &group) {
+        return SyncGroupResponse::default().with_error_code(refused.code());
+    }
     let member = request.member_id.to_string();
     let generation = request.generation_id;
     let instance_id = instance(&request.group_instance_id);
@@ -199,6 +252,9 @@ pub async fn sync(shard: &Rc<Shard>, request: SyncGroupRequest) -> SyncGroupResp
 
 pub async fn heartbeat(shard: &Rc<Shard>, request: HeartbeatRequest) -> HeartbeatResponse {
     let group = request.group_id.0.to_string();
+    if let Some(refused) = not_coordinated_here(shard, &group) {
+        return HeartbeatResponse::default().with_error_code(refused.code());
+    }
     let member = request.member_id.to_string();
     let generation = request.generation_id;
     let instance_id = instance(&request.group_instance_id);
@@ -220,6 +276,9 @@ pub async fn leave(
     version: i16,
 ) -> LeaveGroupResponse {
     let group = request.group_id.0.to_string();
+    if let Some(refused) = not_coordinated_here(shard, &group) {
+        return LeaveGroupResponse::default().with_error_code(refused.code());
+    }
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         request
             .members

@@ -50,7 +50,14 @@ pub async fn handle(shard: &Rc<Shard>, request: ListOffsetsRequest) -> ListOffse
                     ));
                     answers[t].push((ErrorCode::None, -1, -1));
                 }
-                None => answers[t].push((ErrorCode::UnknownTopicOrPartition, -1, -1)),
+                None => {
+                    let missing = super::cluster_topics::missing_partition(
+                        shard,
+                        topic.name.0.as_str(),
+                        partition.partition_index,
+                    );
+                    answers[t].push((missing.code, -1, -1))
+                }
             }
         }
     }

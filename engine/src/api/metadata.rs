@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use protocol::ErrorCode;
 
 use super::topics::create_topic;
+use super::ApiError;
 use crate::catalog::TopicMeta;
 use crate::partition::offline::OfflinePartitions;
 use crate::shard::Shard;
@@ -51,58 +52,66 @@ pub async fn handle(shard: &Rc<Shard>, request: MetadataRequest, version: i16) -
     let auto_create =
         context.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     let mut topics = Vec::new();
-    match requested {
-        None => topics.extend(
-            catalog
-                .topics
-                .values()
-                .map(|meta| topic_entry(meta, node_id, &context.offline)),
-        ),
-        Some(wanted) => {
-            for topic in wanted {
-                let entry = match &topic.name {
-                    Some(name) => {
-                        let name = name.0.to_string();
-                        match catalog.topics.get(&name) {
-                            Some(meta) => topic_entry(meta, node_id, &context.offline),
-                            None if auto_create => {
-                                match create_topic(shard, &name, -1, BTreeMap::new(), false).await {
-                                    Ok(meta) => topic_entry(&meta, node_id, &context.offline),
-                                    Err(error) => {
-                                        tracing::info!(topic = name, message = %error.message, "auto-creation refused");
-                                        let code = if error.code == ErrorCode::TopicAlreadyExists {
-                                            // Created meanwhile by another connection.
-                                            match context.catalog.snapshot().topics.get(&name) {
-                                                Some(meta) => {
-                                                    topics.push(topic_entry(
-                                                        meta,
-                                                        node_id,
-                                                        &context.offline,
-                                                    ));
-                                                    continue;
+    if let Some(cluster) = &context.cluster {
+        topics = cluster_topics(shard, cluster, requested, auto_create).await;
+    } else {
+        match requested {
+            None => topics.extend(
+                catalog
+                    .topics
+                    .values()
+                    .map(|meta| topic_entry(meta, node_id, &context.offline)),
+            ),
+            Some(wanted) => {
+                for topic in wanted {
+                    let entry = match &topic.name {
+                        Some(name) => {
+                            let name = name.0.to_string();
+                            match catalog.topics.get(&name) {
+                                Some(meta) => topic_entry(meta, node_id, &context.offline),
+                                None if auto_create => {
+                                    match create_topic(shard, &name, -1, BTreeMap::new(), false)
+                                        .await
+                                    {
+                                        Ok(meta) => topic_entry(&meta, node_id, &context.offline),
+                                        Err(error) => {
+                                            tracing::info!(topic = name, message = %error.message, "auto-creation refused");
+                                            let code = if error.code
+                                                == ErrorCode::TopicAlreadyExists
+                                            {
+                                                // Created meanwhile by another connection.
+                                                match context.catalog.snapshot().topics.get(&name) {
+                                                    Some(meta) => {
+                                                        topics.push(topic_entry(
+                                                            meta,
+                                                            node_id,
+                                                            &context.offline,
+                                                        ));
+                                                        continue;
+                                                    }
+                                                    None => ErrorCode::UnknownTopicOrPartition,
                                                 }
-                                                None => ErrorCode::UnknownTopicOrPartition,
-                                            }
-                                        } else {
-                                            error.code
-                                        };
-                                        missing(Some(name), topic.topic_id, code)
+                                            } else {
+                                                error.code
+                                            };
+                                            missing(Some(name), topic.topic_id, code)
+                                        }
                                     }
                                 }
+                                None => missing(
+                                    Some(name),
+                                    topic.topic_id,
+                                    ErrorCode::UnknownTopicOrPartition,
+                                ),
                             }
-                            None => missing(
-                                Some(name),
-                                topic.topic_id,
-                                ErrorCode::UnknownTopicOrPartition,
-                            ),
                         }
-                    }
-                    None => match catalog.topic_by_id(topic.topic_id) {
-                        Some(meta) => topic_entry(meta, node_id, &context.offline),
-                        None => missing(None, topic.topic_id, ErrorCode::UnknownTopicId),
-                    },
-                };
-                topics.push(entry);
+                        None => match catalog.topic_by_id(topic.topic_id) {
+                            Some(meta) => topic_entry(meta, node_id, &context.offline),
+                            None => missing(None, topic.topic_id, ErrorCode::UnknownTopicId),
+                        },
+                    };
+                    topics.push(entry);
+                }
             }
         }
     }
@@ -167,6 +176,119 @@ fn topic_entry(
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(meta.name.clone()))))
         .with_topic_id(meta.id)
+        .with_partitions(partitions)
+}
+
+/// Topics as the controller quorum has them; requested ones that do not exist are created
+/// through it when auto-creation is on.
+async fn cluster_topics(
+    shard: &Rc<Shard>,
+    cluster: &crate::cluster::ClusterHandle,
+    requested: Option<Vec<kafka_protocol::messages::metadata_request::MetadataRequestTopic>>,
+    auto_create: bool,
+) -> Vec<MetadataResponseTopic> {
+    let me = shard.context.config.node_id;
+    let offline = &shard.context.offline;
+    let view = cluster.snapshot();
+    let Some(wanted) = requested else {
+        return view
+            .topics
+            .values()
+            .map(|topic| cluster_topic_entry(topic, &view, me, offline))
+            .collect();
+    };
+    let mut topics = Vec::with_capacity(wanted.len());
+    for topic in wanted {
+        let Some(name) = &topic.name else {
+            topics.push(match view.topic_by_id(topic.topic_id) {
+                Some(record) => cluster_topic_entry(record, &view, me, offline),
+                None => missing(None, topic.topic_id, ErrorCode::UnknownTopicId),
+            });
+            continue;
+        };
+        let name = name.0.to_string();
+        if let Some(record) = view.topics.get(&name) {
+            topics.push(cluster_topic_entry(record, &view, me, offline));
+            continue;
+        }
+        if !auto_create {
+            topics.push(missing(
+                Some(name),
+                topic.topic_id,
+                ErrorCode::UnknownTopicOrPartition,
+            ));
+            continue;
+        }
+        let placement = super::cluster_topics::Placement {
+            partitions: -1,
+            replication_factor: -1,
+            assignment: None,
+        };
+        let code = match super::cluster_topics::create(
+            shard,
+            cluster,
+            &name,
+            placement,
+            BTreeMap::new(),
+            false,
+        )
+        .await
+        {
+            // Its partitions open as each broker sees it: until then, no leader.
+            Ok(_)
+            | Err(ApiError {
+                code: ErrorCode::TopicAlreadyExists,
+                ..
+            }) => ErrorCode::LeaderNotAvailable,
+            Err(error) => {
+                tracing::info!(topic = name, message = %error.message, "auto-creation refused");
+                error.code
+            }
+        };
+        topics.push(missing(Some(name), topic.topic_id, code));
+    }
+    topics
+}
+
+/// A cluster topic's partitions: leader, epoch, replicas and ISR as the quorum has them; a
+/// partition whose leader is fenced has LEADER_NOT_AVAILABLE, one whose log is offline here
+/// KAFKA_STORAGE_ERROR.
+fn cluster_topic_entry(
+    topic: &crate::cluster::TopicRecord,
+    view: &crate::cluster::ClusterView,
+    me: i32,
+    offline: &OfflinePartitions,
+) -> MetadataResponseTopic {
+    let offline = offline.of_topic(&topic.name);
+    let ids = |brokers: &[i32]| brokers.iter().map(|id| BrokerId(*id)).collect::<Vec<_>>();
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, placed)| {
+            let index = index as i32;
+            let partition = MetadataResponsePartition::default()
+                .with_partition_index(index)
+                .with_leader_epoch(placed.leader_epoch)
+                .with_replica_nodes(ids(&placed.replicas))
+                .with_isr_nodes(ids(&placed.isr));
+            if placed.leader == me && offline.contains_key(&index) {
+                partition
+                    .with_error_code(ErrorCode::KafkaStorageError.code())
+                    .with_leader_id(BrokerId(-1))
+                    .with_offline_replicas(vec![BrokerId(me)])
+            } else if !view.is_live(placed.leader) {
+                partition
+                    .with_error_code(ErrorCode::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1))
+            } else {
+                partition.with_leader_id(BrokerId(placed.leader))
+            }
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.id)
         .with_partitions(partitions)
 }
 

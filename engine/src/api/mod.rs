@@ -3,6 +3,7 @@
 //! shards through `Shard::call`, one call per owner shard per request.
 
 pub mod cluster;
+pub mod cluster_topics;
 pub mod configs;
 pub mod delete_records;
 pub mod fetch;

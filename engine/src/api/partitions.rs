@@ -18,6 +18,7 @@ pub async fn add_partitions(
     count: i32,
     validate_only: bool,
 ) -> Result<(), ApiError> {
+    super::cluster_topics::refuse_in_cluster(shard, "adding partitions")?;
     let unknown = || {
         ApiError::new(
             ErrorCode::UnknownTopicOrPartition,

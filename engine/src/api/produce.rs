@@ -72,9 +72,10 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest) -> Option<Produc
                     ErrorCode::InvalidRequiredAcks,
                     format!("acks={} is not 0, 1 or -1", request.acks),
                 )),
-                (_, None) => Some(ApiError::new(
-                    ErrorCode::UnknownTopicOrPartition,
-                    format!("{name}-{} does not exist", partition.index),
+                (_, None) => Some(super::cluster_topics::missing_partition(
+                    shard,
+                    &name,
+                    partition.index,
                 )),
                 (Some(_), Some(owner)) => {
                     let topic = meta.expect("owner found").clone();

@@ -19,9 +19,7 @@ use crate::topic_config::topic_settings;
 /// Creates a topic: validates it, places its partitions on shards, persists it in the
 /// catalog, and opens its partitions on their owners.
 ///
-/// In cluster mode it is refused: a topic there must live in the controller quorum's
-/// metadata and be placed across brokers, which is not built yet, and a topic kept by one
-/// broker alone would split a topic's data between brokers that each created their own.
+/// A single-node broker's: in cluster mode topics are made by [`super::cluster_topics`].
 pub async fn create_topic(
     shard: &Rc<Shard>,
     name: &str,
@@ -29,12 +27,7 @@ pub async fn create_topic(
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<TopicMeta, ApiError> {
-    if shard.context.cluster.is_some() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("cannot create topic '{name}': topics of a multi-broker cluster (--voters) are not supported yet; this cluster keeps only broker metadata"),
-        ));
-    }
+    super::cluster_topics::refuse_in_cluster(shard, "creating a topic on one broker")?;
     validate_topic_name(name)
         .map_err(|message| ApiError::new(ErrorCode::InvalidTopicException, message))?;
     let config = shard.effective_config();
@@ -63,6 +56,7 @@ pub async fn create_topic(
             .map(|partition| crate::catalog::placement(name, partition, shards))
             .collect(),
         configs,
+        cluster: None,
     };
     let exists = || {
         ApiError::new(
@@ -149,35 +143,40 @@ pub async fn create(shard: &Rc<Shard>, request: CreateTopicsRequest) -> CreateTo
                 .iter()
                 .map(|config| (&config.name, &config.value)),
         );
-        let replication_ok = topic.replication_factor == -1 || topic.replication_factor == 1;
-        let outcome = if !replication_ok {
-            Err(ApiError::new(
-                ErrorCode::InvalidReplicationFactor,
-                format!(
-                    "replication factor {} requested; this broker keeps one replica",
-                    topic.replication_factor
-                ),
-            ))
-        } else {
-            match manual_partition_count(&topic, shard.context.config.node_id) {
-                Ok(manual) => {
-                    create_topic(
+        let outcome = match &shard.context.cluster {
+            Some(cluster) => {
+                let assignment = (!topic.assignments.is_empty()).then(|| {
+                    topic
+                        .assignments
+                        .iter()
+                        .map(|assignment| assignment.broker_ids.iter().map(|id| id.0).collect())
+                        .collect()
+                });
+                match manual_partition_count(&topic, &|_| None) {
+                    Ok(_) => super::cluster_topics::create(
                         shard,
+                        cluster,
                         &name,
-                        manual.unwrap_or(topic.num_partitions),
+                        super::cluster_topics::Placement {
+                            partitions: topic.num_partitions,
+                            replication_factor: topic.replication_factor,
+                            assignment,
+                        },
                         configs,
                         request.validate_only,
                     )
                     .await
+                    .map(|record| (record.id, record.partitions.len() as i32)),
+                    Err(error) => Err(error),
                 }
-                Err(error) => Err(error),
             }
+            None => create_local(shard, &name, &topic, configs, request.validate_only).await,
         };
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         results.push(match outcome {
-            Ok(meta) => result
-                .with_topic_id(meta.id)
-                .with_num_partitions(meta.partition_count() as i32)
+            Ok((id, partitions)) => result
+                .with_topic_id(id)
+                .with_num_partitions(partitions)
                 .with_replication_factor(1),
             Err(error) => result
                 .with_error_code(error.code.code())
@@ -189,13 +188,46 @@ pub async fn create(shard: &Rc<Shard>, request: CreateTopicsRequest) -> CreateTo
     CreateTopicsResponse::default().with_topics(results)
 }
 
+/// A topic of a single-node broker: one replica, on this broker.
+async fn create_local(
+    shard: &Rc<Shard>,
+    name: &str,
+    topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(uuid::Uuid, i32), ApiError> {
+    let node_id = shard.context.config.node_id;
+    if topic.replication_factor != -1 && topic.replication_factor != 1 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidReplicationFactor,
+            format!(
+                "replication factor {} requested; this broker keeps one replica",
+                topic.replication_factor
+            ),
+        ));
+    }
+    let not_this_broker = |broker: i32| {
+        (broker != node_id).then(|| format!("the manual partition assignment includes broker {broker}, but no such broker is registered (this cluster is broker {node_id})"))
+    };
+    let manual = manual_partition_count(topic, &not_this_broker)?;
+    let meta = create_topic(
+        shard,
+        name,
+        manual.unwrap_or(topic.num_partitions),
+        configs,
+        validate_only,
+    )
+    .await?;
+    Ok((meta.id, meta.partition_count() as i32))
+}
+
 /// For a topic created with a manual replica assignment, its partition count, checked as
 /// Kafka checks it: partition and replication counts left at -1, partitions numbered from
 /// 0 without gaps, each with the same number of distinct replicas, every one a registered
-/// broker (here only this one, so one replica each). `None` without an assignment.
+/// broker (`unknown_broker` says why one is not). `None` without an assignment.
 fn manual_partition_count(
     topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
-    node_id: i32,
+    unknown_broker: &dyn Fn(i32) -> Option<String>,
 ) -> Result<Option<i32>, ApiError> {
     if topic.assignments.is_empty() {
         return Ok(None);
@@ -237,10 +269,8 @@ fn manual_partition_count(
                     "the manual partition assignment gives partition {partition} the replica {broker} twice"
                 )));
             }
-            if *broker != node_id {
-                return Err(invalid(format!(
-                    "the manual partition assignment includes broker {broker}, but no such broker is registered (this cluster is broker {node_id})"
-                )));
+            if let Some(message) = unknown_broker(*broker) {
+                return Err(invalid(message));
             }
         }
     }
@@ -318,13 +348,17 @@ pub async fn delete(
     };
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
-        let name = name.or_else(|| {
-            shard
+        let name = name.or_else(|| match &shard.context.cluster {
+            Some(cluster) => cluster
+                .snapshot()
+                .topic_by_id(id)
+                .map(|topic| topic.name.clone()),
+            None => shard
                 .context
                 .catalog
                 .snapshot()
                 .topic_by_id(id)
-                .map(|topic| topic.name.clone())
+                .map(|topic| topic.name.clone()),
         });
         let result = DeletableTopicResult::default().with_topic_id(id);
         let Some(name) = name else {
@@ -338,8 +372,12 @@ pub async fn delete(
             continue;
         };
         let result = result.with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
-        responses.push(match delete_topic(shard, &name).await {
-            Ok(meta) => result.with_topic_id(meta.id),
+        let deleted = match &shard.context.cluster {
+            Some(cluster) => super::cluster_topics::delete(cluster, &name).await,
+            None => delete_topic(shard, &name).await.map(|meta| meta.id),
+        };
+        responses.push(match deleted {
+            Ok(id) => result.with_topic_id(id),
             Err(error) => result
                 .with_error_code(error.code.code())
                 .with_error_message(Some(StrBytes::from_string(error.message))),

@@ -19,7 +19,7 @@ use super::log_store::{LogStore, LogStoreError};
 use super::rpc::{self, HeartbeatReply, Network, Peer, Request, Response, WriteRefused};
 use super::state::{ClusterState, SnapshotError, StateMachineStore};
 use super::types::{BrokerRegistration, Command, NodeId, Reply, TypeConfig};
-use super::{ClusterConfig, ClusterView, ViewStore, CONTROLLER_DIR};
+use super::{ClusterConfig, ClusterHandle, ClusterView, Submitted, CONTROLLER_DIR};
 
 /// Controller connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 64;
@@ -52,7 +52,7 @@ pub enum ControllerError {
 
 /// A running controller; dropping it stops it.
 pub struct Controller {
-    view: Arc<ViewStore>,
+    handle: Arc<ClusterHandle>,
     /// Where it listens for the other controllers.
     pub address: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -88,7 +88,8 @@ impl Controller {
         let listener = std::net::TcpListener::bind(config.cluster_listen).map_err(listen)?;
         listener.set_nonblocking(true).map_err(listen)?;
         let address = listener.local_addr().map_err(listen)?;
-        let view = Arc::new(ViewStore::default());
+        let (handle, submitted) = ClusterHandle::new();
+        let handle = Arc::new(handle);
         let (stop, stopped) = oneshot::channel();
         let (ready_sender, ready) = std::sync::mpsc::channel();
         let registration = BrokerRegistration {
@@ -104,7 +105,7 @@ impl Controller {
                 .unwrap_or_else(|| address.to_string()),
             proposed_cluster_id,
         };
-        let thread_view = view.clone();
+        let thread_handle = handle.clone();
         let thread = std::thread::Builder::new()
             .name("ringlog-controller".to_string())
             .spawn(move || {
@@ -124,7 +125,8 @@ impl Controller {
                     log,
                     state,
                     listener,
-                    view: thread_view,
+                    handle: thread_handle,
+                    submitted,
                     registration,
                     stopped,
                     ready: ready_sender,
@@ -133,7 +135,7 @@ impl Controller {
             .map_err(|error| ControllerError::Start(error.to_string()))?;
         match ready.recv() {
             Ok(Ok(())) => Ok(Controller {
-                view,
+                handle,
                 address,
                 stop: Some(stop),
                 thread: Some(thread),
@@ -151,9 +153,9 @@ impl Controller {
         }
     }
 
-    /// The cluster as the shards see it.
-    pub fn view(&self) -> Arc<ViewStore> {
-        self.view.clone()
+    /// The shards' side: the cluster as they see it, and command submission.
+    pub fn handle(&self) -> Arc<ClusterHandle> {
+        self.handle.clone()
     }
 
     /// Stops the Raft node and waits for the thread.
@@ -183,7 +185,8 @@ struct Start {
     log: LogStore,
     state: StateMachineStore,
     listener: std::net::TcpListener,
-    view: Arc<ViewStore>,
+    handle: Arc<ClusterHandle>,
+    submitted: tokio::sync::mpsc::Receiver<Submitted>,
     registration: BrokerRegistration,
     stopped: oneshot::Receiver<()>,
     ready: std::sync::mpsc::Sender<Result<(), ControllerError>>,
@@ -213,7 +216,8 @@ async fn run(start: Start) {
         log,
         state,
         listener,
-        view,
+        handle,
+        submitted,
         registration,
         stopped,
         ready,
@@ -278,7 +282,8 @@ async fn run(start: Start) {
     let _ = ready.send(Ok(()));
     let tasks = [
         tokio::spawn(serve(node.clone(), listener)),
-        tokio::spawn(publish_view(node.clone(), view)),
+        tokio::spawn(publish_view(node.clone(), handle)),
+        tokio::spawn(write_submitted(node.clone(), submitted)),
         tokio::spawn(register_and_heartbeat(node.clone(), registration)),
         tokio::spawn(fence_quiet_brokers(node.clone())),
     ];
@@ -426,7 +431,7 @@ async fn serve_connection(node: &Arc<Node>, mut stream: TcpStream) -> std::io::R
 }
 
 /// Keeps the shards' view current: on every applied change and every change of leader.
-async fn publish_view(node: Arc<Node>, view: Arc<ViewStore>) {
+async fn publish_view(node: Arc<Node>, view: Arc<ClusterHandle>) {
     let mut metrics = node.raft.metrics();
     let mut state = node.state.clone();
     loop {
@@ -453,11 +458,20 @@ async fn publish_view(node: Arc<Node>, view: Arc<ViewStore>) {
             cluster_id: current.cluster_id.clone(),
             controller_id: leader.map(|id| id as i32),
             brokers: current.brokers.values().cloned().collect(),
+            topics: current.topics.clone(),
+            applied_index: current.applied_index,
         });
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return },
             changed = state.changed() => if changed.is_err() { return },
         }
+    }
+}
+
+/// Writes what the shards submit, one command at a time (topic changes are rare).
+async fn write_submitted(node: Arc<Node>, mut submitted: tokio::sync::mpsc::Receiver<Submitted>) {
+    while let Some((command, reply)) = submitted.recv().await {
+        let _ = reply.send(node.write(command).await);
     }
 }
 

@@ -5,7 +5,8 @@
 //! ([`state::ClusterState`]: the cluster id, broker registrations and whether each broker is
 //! fenced); every broker registers itself through it and heartbeats to the leader, which
 //! fences a broker that stays quiet for the session timeout and unfences it when it is heard
-//! again. The shards read the outcome as a [`ClusterView`] for Metadata and DescribeCluster.
+//! again. Topics live there too: their partitions' replicas, leader and epoch. The shards
+//! read it all as a [`ClusterView`] and submit commands through a [`ClusterHandle`].
 //! A broker without `--voters` has none of this and runs as a single node.
 
 mod controller;
@@ -16,11 +17,14 @@ pub mod types;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use controller::{Controller, ControllerError, Endpoint};
 pub use state::BrokerState;
+pub use types::{Command, PartitionRecord, Reply, TopicRecord};
 
 /// The controller's directory inside the data directory.
 pub const CONTROLLER_DIR: &str = "__cluster_metadata";
@@ -83,6 +87,9 @@ pub struct ClusterView {
     pub controller_id: Option<i32>,
     /// Every registered broker, fenced ones included, by id.
     pub brokers: Vec<BrokerState>,
+    pub topics: BTreeMap<String, TopicRecord>,
+    /// Log index of the last command in this view (0: none yet, as at start-up).
+    pub applied_index: u64,
 }
 
 impl ClusterView {
@@ -90,27 +97,60 @@ impl ClusterView {
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerState> {
         self.brokers.iter().filter(|broker| !broker.fenced)
     }
+
+    pub fn is_live(&self, id: i32) -> bool {
+        self.live_brokers()
+            .any(|broker| broker.registration.id == id)
+    }
+
+    pub fn topic_by_id(&self, id: uuid::Uuid) -> Option<&TopicRecord> {
+        self.topics.values().find(|topic| topic.id == id)
+    }
 }
 
-/// The latest [`ClusterView`], replaced whole by the controller thread.
-#[derive(Debug, Default)]
-pub struct ViewStore {
-    current: RwLock<Arc<ClusterView>>,
+/// A command for the quorum and where its outcome goes.
+type Submitted = (Command, oneshot::Sender<Result<Reply, rpc::WriteRefused>>);
+
+/// Commands waiting for the controller thread, at most.
+const SUBMITTED_MAX: usize = 256;
+
+/// The shards' side of the controller: the latest [`ClusterView`] (replaced whole by the
+/// controller thread) and a way to have a command written.
+#[derive(Debug)]
+pub struct ClusterHandle {
+    current: watch::Sender<Arc<ClusterView>>,
+    commands: mpsc::Sender<Submitted>,
 }
 
-impl ViewStore {
+impl ClusterHandle {
+    fn new() -> (ClusterHandle, mpsc::Receiver<Submitted>) {
+        let (commands, submitted) = mpsc::channel(SUBMITTED_MAX);
+        let (current, _) = watch::channel(Arc::new(ClusterView::default()));
+        (ClusterHandle { current, commands }, submitted)
+    }
+
     pub fn snapshot(&self) -> Arc<ClusterView> {
-        self.current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.current.borrow().clone()
+    }
+
+    /// Every new view, from any thread.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterView>> {
+        self.current.subscribe()
     }
 
     fn replace(&self, view: ClusterView) {
-        *self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(view);
+        self.current.send_replace(Arc::new(view));
+    }
+
+    /// Has the quorum write `command` (through its leader, wherever it is).
+    pub async fn submit(&self, command: Command) -> Result<Reply, rpc::WriteRefused> {
+        let (reply, outcome) = oneshot::channel();
+        let gone = || rpc::WriteRefused::Failed("the controller has stopped".to_string());
+        self.commands
+            .send((command, reply))
+            .await
+            .map_err(|_| gone())?;
+        outcome.await.map_err(|_| gone())?
     }
 }
 

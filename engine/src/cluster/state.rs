@@ -15,7 +15,9 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::types::{BrokerRegistration, Command, NodeId, Reply, SnapshotData, TypeConfig};
+use super::types::{
+    BrokerRegistration, Command, NodeId, Reply, SnapshotData, TopicRecord, TypeConfig,
+};
 
 /// The snapshot's file in the controller's directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.json";
@@ -35,11 +37,17 @@ pub struct BrokerState {
 pub struct ClusterState {
     pub cluster_id: Option<String>,
     pub brokers: BTreeMap<i32, BrokerState>,
+    #[serde(default)]
+    pub topics: BTreeMap<String, TopicRecord>,
+    /// Log index of the last command applied: a view is as recent as this.
+    #[serde(default)]
+    pub applied_index: u64,
 }
 
 impl ClusterState {
     /// Applies the command at log `index`.
     pub fn apply(&mut self, index: u64, command: &Command) -> Reply {
+        self.applied_index = index;
         match command {
             Command::RegisterBroker(registration) => {
                 if self.cluster_id.is_none() {
@@ -55,6 +63,22 @@ impl ClusterState {
                 );
                 Reply::Registered { epoch: index }
             }
+            Command::CreateTopic(topic) => match self.topics.get(&topic.name) {
+                Some(existing) => Reply::TopicExists { id: existing.id },
+                None => {
+                    let mut topic = topic.clone();
+                    topic.created_index = index;
+                    self.topics.insert(topic.name.clone(), topic);
+                    Reply::TopicCreated
+                }
+            },
+            Command::DeleteTopic { name, id } => match self.topics.get(name) {
+                Some(topic) if topic.id == *id => {
+                    self.topics.remove(name);
+                    Reply::TopicDeleted
+                }
+                _ => Reply::Stale,
+            },
             Command::FenceBroker { id, incarnation } => match self.brokers.get_mut(id) {
                 Some(broker) if broker.registration.incarnation == *incarnation => {
                     broker.fenced = true;

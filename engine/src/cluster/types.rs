@@ -37,10 +37,52 @@ pub struct BrokerRegistration {
     pub proposed_cluster_id: String,
 }
 
+/// One partition's placement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    /// Brokers holding a replica, the preferred leader first.
+    pub replicas: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// In-sync replicas.
+    pub isr: Vec<i32>,
+}
+
+/// A topic as the cluster keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<PartitionRecord>,
+    /// Topic-level config overrides given at creation.
+    pub configs: std::collections::BTreeMap<String, String>,
+    /// Log index of its creation, set when it is applied.
+    #[serde(default)]
+    pub created_index: u64,
+}
+
+impl TopicRecord {
+    /// Partitions with a replica on `broker`.
+    pub fn hosted_on(&self, broker: i32) -> impl Iterator<Item = i32> + '_ {
+        self.partitions
+            .iter()
+            .enumerate()
+            .filter(move |(_, partition)| partition.replicas.contains(&broker))
+            .map(|(index, _)| index as i32)
+    }
+}
+
 /// A change to the cluster's metadata, applied in log order on every controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     RegisterBroker(BrokerRegistration),
+    /// Creates the topic unless one of that name exists.
+    CreateTopic(TopicRecord),
+    /// Deletes the topic of that name if it still has that id.
+    DeleteTopic {
+        name: String,
+        id: Uuid,
+    },
     /// The broker stopped heartbeating: clients are no longer sent to it.
     FenceBroker {
         id: i32,
@@ -62,6 +104,12 @@ pub enum Reply {
     },
     Fenced,
     Unfenced,
+    TopicCreated,
+    /// A topic of that name exists (its id given).
+    TopicExists {
+        id: Uuid,
+    },
+    TopicDeleted,
     /// The command named an incarnation that is no longer registered: nothing changed.
     Stale,
     /// A Raft-internal entry (blank, membership).

@@ -55,6 +55,8 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Controller(#[from] crate::cluster::ControllerError),
+    #[error("the data directory holds topics of a single-node broker ({topics}); a cluster member (--voters) cannot adopt them yet: use another --data-dir, or run without --voters")]
+    SingleNodeTopics { topics: String },
     #[error("shard {shard} cannot open {what}: {source}")]
     ShardOpen {
         shard: usize,
@@ -155,6 +157,20 @@ impl Broker {
                 address.ip().to_string()
             }
         });
+        if config.cluster.is_some() {
+            let single_node: Vec<String> = catalog
+                .snapshot()
+                .topics
+                .values()
+                .filter(|topic| topic.cluster.is_none())
+                .map(|topic| topic.name.clone())
+                .collect();
+            if !single_node.is_empty() {
+                return Err(BrokerError::SingleNodeTopics {
+                    topics: single_node.join(", "),
+                });
+            }
+        }
         let controller = match &config.cluster {
             Some(cluster) => Some(crate::cluster::Controller::start(
                 cluster.clone(),
@@ -205,7 +221,7 @@ impl Broker {
                 config.max_connections_per_ip,
             )),
             queued_bytes: queued_bytes.clone(),
-            cluster: controller.as_ref().map(crate::cluster::Controller::view),
+            cluster: controller.as_ref().map(crate::cluster::Controller::handle),
         });
         context.metrics.attach(crate::metrics::Sources {
             queued_bytes,
@@ -354,6 +370,9 @@ async fn run_shard(
     tokio::task::spawn_local(publish_sizes_loop(shard.clone()));
     tokio::task::spawn_local(group_ticker(shard.clone()));
     tokio::task::spawn_local(offsets_expiry_loop(shard.clone()));
+    if let (0, Some(cluster)) = (id, shard.context.cluster.clone()) {
+        tokio::task::spawn_local(crate::api::cluster_topics::follow(shard.clone(), cluster));
+    }
     // Accepting and the inbox each run in a task of their own: an io_uring accept must never
     // be cancelled (as a losing `select!` branch would be), or the connection it completes
     // with is lost.

@@ -43,7 +43,7 @@ pub struct BrokerContext {
     /// Bytes of request frames held broker-wide (queued.max.request.bytes).
     pub queued_bytes: Arc<crate::server::budget::ByteBudget>,
     /// The cluster as the controller quorum has it, in cluster mode.
-    pub cluster: Option<Arc<crate::cluster::ViewStore>>,
+    pub cluster: Option<Arc<crate::cluster::ClusterHandle>>,
 }
 
 /// See [`Shard::append_gates`].

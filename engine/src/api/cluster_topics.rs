@@ -1,0 +1,324 @@
+//! Topics of a multi-broker cluster: created and deleted through the controller quorum,
+//! placed across the live brokers, and copied into each broker's own catalog for the
+//! partitions it hosts ([`reconcile`]). Replication is not built yet, so every partition
+//! has exactly one replica, its leader.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use protocol::ErrorCode;
+
+use super::topics::{delete_topic, open_partitions};
+use super::ApiError;
+use crate::catalog::{validate_topic_name, ClusterCopy, TopicMeta, PARTITIONS_PER_TOPIC_MAX};
+use crate::cluster::rpc::WriteRefused;
+use crate::cluster::{ClusterHandle, ClusterView, Command, PartitionRecord, Reply, TopicRecord};
+use crate::shard::Shard;
+use crate::topic_config::topic_settings;
+
+/// What CreateTopics asked for beyond a name and configs.
+pub struct Placement {
+    /// -1: `num.partitions`.
+    pub partitions: i32,
+    /// -1: the default, 1.
+    pub replication_factor: i16,
+    /// A manual assignment: the replicas of each partition, by partition index.
+    pub assignment: Option<Vec<Vec<i32>>>,
+}
+
+/// Creates a topic in the cluster: validates it, places each partition on a live broker
+/// (round robin from a random start, as Kafka does, or as assigned), and has the quorum
+/// write it. Each broker opens its own partitions when it sees the topic.
+pub async fn create(
+    shard: &Rc<Shard>,
+    cluster: &ClusterHandle,
+    name: &str,
+    placement: Placement,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<TopicRecord, ApiError> {
+    validate_topic_name(name)
+        .map_err(|message| ApiError::new(ErrorCode::InvalidTopicException, message))?;
+    let config = shard.effective_config();
+    topic_settings(&config.log_defaults, &configs)
+        .map_err(|message| ApiError::new(ErrorCode::InvalidConfig, message))?;
+    let view = cluster.snapshot();
+    let mut live: Vec<i32> = view
+        .live_brokers()
+        .map(|broker| broker.registration.id)
+        .collect();
+    live.sort_unstable();
+    let replicas: Vec<Vec<i32>> = match placement.assignment {
+        Some(assignment) => {
+            for (partition, brokers) in assignment.iter().enumerate() {
+                if let Some(unknown) = brokers.iter().find(|broker| !live.contains(broker)) {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidReplicaAssignment,
+                        format!("the manual partition assignment gives partition {partition} broker {unknown}, which is not a live broker of this cluster (live: {live:?})"),
+                    ));
+                }
+            }
+            assignment
+        }
+        None => {
+            let partitions = match placement.partitions {
+                -1 => config.num_partitions,
+                partitions => partitions,
+            };
+            let factor = match placement.replication_factor {
+                -1 => 1,
+                factor => factor,
+            };
+            if factor < 1 || factor as usize > live.len() {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidReplicationFactor,
+                    format!(
+                        "replication factor {factor} requested; {} live brokers",
+                        live.len()
+                    ),
+                ));
+            }
+            if !(1..=PARTITIONS_PER_TOPIC_MAX as i32).contains(&partitions) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidPartitions,
+                    format!("{partitions} partitions requested; a topic has 1 to {PARTITIONS_PER_TOPIC_MAX}"),
+                ));
+            }
+            let start = (uuid::Uuid::new_v4().as_u128() % live.len() as u128) as usize;
+            (0..partitions as usize)
+                .map(|partition| {
+                    (0..factor as usize)
+                        .map(|replica| live[(start + partition + replica) % live.len()])
+                        .collect()
+                })
+                .collect()
+        }
+    };
+    if let Some(replicated) = replicas.iter().find(|replicas| replicas.len() > 1) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidReplicationFactor,
+            format!(
+                "replication factor {} requested; replicated partitions are not built yet, every partition of this cluster has one replica",
+                replicated.len()
+            ),
+        ));
+    }
+    let record = TopicRecord {
+        name: name.to_string(),
+        id: uuid::Uuid::new_v4(),
+        partitions: replicas
+            .into_iter()
+            .map(|replicas| PartitionRecord {
+                leader: replicas[0],
+                leader_epoch: 0,
+                isr: replicas.clone(),
+                replicas,
+            })
+            .collect(),
+        configs,
+        created_index: 0,
+    };
+    let exists = || {
+        ApiError::new(
+            ErrorCode::TopicAlreadyExists,
+            format!("topic '{name}' already exists"),
+        )
+    };
+    if validate_only {
+        return match view.topics.contains_key(name) {
+            true => Err(exists()),
+            false => Ok(record),
+        };
+    }
+    match cluster.submit(Command::CreateTopic(record.clone())).await {
+        Ok(Reply::TopicCreated) => {
+            tracing::info!(
+                topic = name,
+                partitions = record.partitions.len(),
+                "created topic in the cluster"
+            );
+            Ok(record)
+        }
+        Ok(Reply::TopicExists { .. }) => Err(exists()),
+        Ok(other) => Err(ApiError::new(
+            ErrorCode::UnknownServerError,
+            format!("the controller answered {other:?} to a topic creation"),
+        )),
+        Err(refused) => Err(refused_error(refused)),
+    }
+}
+
+/// Deletes a topic from the cluster; each broker removes its copy when it sees that.
+pub async fn delete(cluster: &ClusterHandle, name: &str) -> Result<uuid::Uuid, ApiError> {
+    let unknown = || {
+        ApiError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic '{name}' does not exist"),
+        )
+    };
+    let id = cluster
+        .snapshot()
+        .topics
+        .get(name)
+        .map(|topic| topic.id)
+        .ok_or_else(unknown)?;
+    match cluster
+        .submit(Command::DeleteTopic {
+            name: name.to_string(),
+            id,
+        })
+        .await
+    {
+        Ok(Reply::TopicDeleted) => {
+            tracing::info!(topic = name, "deleted topic from the cluster");
+            Ok(id)
+        }
+        Ok(_) => Err(unknown()),
+        Err(refused) => Err(refused_error(refused)),
+    }
+}
+
+fn refused_error(refused: WriteRefused) -> ApiError {
+    match refused {
+        WriteRefused::NotLeader { .. } => ApiError::new(
+            ErrorCode::RequestTimedOut,
+            format!("the controller quorum has no leader to write it: {refused}"),
+        ),
+        WriteRefused::Failed(message) => ApiError::new(ErrorCode::UnknownServerError, message),
+    }
+}
+
+/// Refuses, in cluster mode, a topic change the quorum does not keep yet (it would change
+/// one broker's copy only).
+pub fn refuse_in_cluster(shard: &Shard, what: &str) -> Result<(), ApiError> {
+    match shard.context.cluster {
+        Some(_) => Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{what} is not supported yet in a multi-broker cluster (--voters)"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The error for a partition this broker has no copy of: NOT_LEADER_OR_FOLLOWER when the
+/// cluster has it elsewhere, else UNKNOWN_TOPIC_OR_PARTITION.
+pub fn missing_partition(shard: &Shard, topic: &str, partition: i32) -> ApiError {
+    if let Some(cluster) = &shard.context.cluster {
+        let view = cluster.snapshot();
+        let placed = view
+            .topics
+            .get(topic)
+            .and_then(|record| record.partitions.get(usize::try_from(partition).ok()?));
+        if let Some(placed) = placed {
+            return ApiError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!(
+                    "{topic}-{partition} is led by broker {}, not this one",
+                    placed.leader
+                ),
+            );
+        }
+    }
+    ApiError::new(
+        ErrorCode::UnknownTopicOrPartition,
+        format!("{topic}-{partition} does not exist"),
+    )
+}
+
+/// The name of the cluster topic of id `id`, in cluster mode.
+pub fn cluster_topic_name(shard: &Shard, id: uuid::Uuid) -> Option<String> {
+    let cluster = shard.context.cluster.as_ref()?;
+    cluster
+        .snapshot()
+        .topic_by_id(id)
+        .map(|topic| topic.name.clone())
+}
+
+/// Reconciles after every change of the cluster's view, until the controller stops.
+pub async fn follow(shard: Rc<Shard>, cluster: std::sync::Arc<ClusterHandle>) {
+    let mut views = cluster.subscribe();
+    loop {
+        let view = views.borrow_and_update().clone();
+        reconcile(&shard, &view).await;
+        if views.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps this broker's catalog in step with the cluster's topics: a topic with a partition
+/// here gets a local copy (same id, its partitions opened on their shards, the others
+/// marked elsewhere); a copy whose topic is gone from the cluster, or was re-created with
+/// another id, is deleted with its data. Runs on shard 0 after every change of the view.
+pub async fn reconcile(shard: &Rc<Shard>, view: &ClusterView) {
+    let me = shard.context.config.node_id;
+    let catalog = shard.context.catalog.snapshot();
+    for (name, local) in &catalog.topics {
+        let Some(copy) = &local.cluster else {
+            continue;
+        };
+        let stale = match view.topics.get(name) {
+            Some(topic) => topic.id != local.id || topic.hosted_on(me).next().is_none(),
+            // Not in the view: deleted if the view is past the creation, else the view is
+            // older than the copy (as at start-up, before the log is applied again).
+            None => view.applied_index >= copy.created_index,
+        };
+        if stale {
+            match delete_topic(shard, name).await {
+                Ok(_) => tracing::info!(
+                    topic = name,
+                    "removed the local copy of a topic gone from the cluster"
+                ),
+                Err(error) => {
+                    tracing::warn!(topic = name, error = %error.message, "cannot remove the local copy of a topic gone from the cluster")
+                }
+            }
+        }
+    }
+    let catalog = shard.context.catalog.snapshot();
+    for (name, topic) in &view.topics {
+        let hosted: std::collections::BTreeSet<i32> = topic.hosted_on(me).collect();
+        if hosted.is_empty()
+            || catalog
+                .topics
+                .get(name)
+                .is_some_and(|local| local.id == topic.id)
+        {
+            continue;
+        }
+        let shards = shard.shard_count();
+        let meta = TopicMeta {
+            name: name.clone(),
+            id: topic.id,
+            partition_shards: (0..topic.partitions.len())
+                .map(|partition| crate::catalog::placement(name, partition, shards))
+                .collect(),
+            configs: topic.configs.clone(),
+            cluster: Some(ClusterCopy {
+                elsewhere: (0..topic.partitions.len() as i32)
+                    .filter(|partition| !hosted.contains(partition))
+                    .collect(),
+                created_index: topic.created_index,
+            }),
+        };
+        let copy = meta.clone();
+        let stored = shard
+            .update_catalog(move |catalog| {
+                catalog.topics.insert(copy.name.clone(), copy);
+                Ok::<(), crate::catalog::CatalogError>(())
+            })
+            .await;
+        if let Err(error) = stored {
+            tracing::error!(topic = name, %error, "cannot keep a local copy of a cluster topic");
+            continue;
+        }
+        match open_partitions(shard, &meta, hosted.iter().copied()).await {
+            Ok(()) => {
+                tracing::info!(topic = name, partitions = ?hosted, "opened this broker's partitions of a cluster topic")
+            }
+            Err(error) => {
+                tracing::error!(topic = name, error = %error.message, "cannot open this broker's partitions of a cluster topic")
+            }
+        }
+    }
+}
