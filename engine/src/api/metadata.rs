@@ -1,6 +1,7 @@
 //! Metadata: brokers (this one, or in cluster mode every live one), cluster id, and topics
-//! with their partitions; creates requested topics that do not exist when auto-creation is on (Kafka's
-//! `auto.create.topics.enable`, default on, `num.partitions` partitions).
+//! with their partitions; creates requested topics that do not exist when auto-creation is
+//! on (Kafka's `auto.create.topics.enable`, default on, `num.partitions` partitions). In
+//! cluster mode the topics are the controller quorum's.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
