@@ -207,8 +207,35 @@ async fn three_brokers_elect_a_controller_and_replace_a_killed_one() {
         all.iter().collect::<BTreeSet<_>>(),
         "partitions on every broker: {leaders:?}"
     );
-    // Produced through another broker's bootstrap, each to its partition's leader.
-    let acked = produce(&nodes[1], "orders", 0..600).await;
+    // Producer ids come from the quorum in blocks: no two brokers hand out the same one.
+    let mut ids = BTreeSet::new();
+    for node in &nodes {
+        for _ in 0..3 {
+            let mut client = protocol::client::Client::connect(&node.process.address, "ids")
+                .await
+                .expect("connect");
+            let init = kafka_protocol::messages::InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000);
+            let answer = client.send(&init).await.expect("InitProducerId");
+            assert_eq!(answer.error_code, 0, "broker {}", node.id);
+            assert!(
+                ids.insert(answer.producer_id.0),
+                "{ids:?} and {}",
+                answer.producer_id.0
+            );
+        }
+    }
+    // Produced by two idempotent producers through two other brokers' bootstraps, each
+    // record to its partition's leader: their producer ids differ, so neither's records
+    // are taken for the other's duplicates.
+    let (mut acked, through_third) = futures_util::future::join(
+        produce(&nodes[1], "orders", 0..300),
+        produce(&nodes[2], "orders", 300..600),
+    )
+    .await;
+    acked.extend(through_third);
+    acked.sort();
     assert_eq!(read_back(&nodes[2], "orders", 6, acked.len()), acked);
 
     let leader = first.controller.expect("a controller leader");

@@ -113,6 +113,21 @@ pub async fn init_producer_id(
                 .with_producer_epoch(request.producer_epoch + 1);
         }
     }
+    if let Some(cluster) = &shard.context.cluster {
+        // Ids come in blocks from the quorum, so no two brokers give out the same one.
+        return match cluster.next_producer_id().await {
+            Ok(id) => response
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(0),
+            Err(error) => {
+                tracing::warn!(%error, "cannot get a producer id block from the controller");
+                response
+                    .with_error_code(ErrorCode::CoordinatorNotAvailable.code())
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1)
+            }
+        };
+    }
     match shard.next_producer_id().await {
         Ok(id) => response
             .with_producer_id(ProducerId(id))

@@ -88,7 +88,7 @@ impl Controller {
         let listener = std::net::TcpListener::bind(config.cluster_listen).map_err(listen)?;
         listener.set_nonblocking(true).map_err(listen)?;
         let address = listener.local_addr().map_err(listen)?;
-        let (handle, submitted) = ClusterHandle::new();
+        let (handle, submitted) = ClusterHandle::new(config.node_id);
         let handle = Arc::new(handle);
         let (stop, stopped) = oneshot::channel();
         let (ready_sender, ready) = std::sync::mpsc::channel();

@@ -120,13 +120,22 @@ const SUBMITTED_MAX: usize = 256;
 pub struct ClusterHandle {
     current: watch::Sender<Arc<ClusterView>>,
     commands: mpsc::Sender<Submitted>,
+    /// The block of producer ids this broker gives out: next, end (exclusive).
+    producer_ids: std::sync::Mutex<(i64, i64)>,
+    node_id: i32,
 }
 
 impl ClusterHandle {
-    fn new() -> (ClusterHandle, mpsc::Receiver<Submitted>) {
+    fn new(node_id: i32) -> (ClusterHandle, mpsc::Receiver<Submitted>) {
         let (commands, submitted) = mpsc::channel(SUBMITTED_MAX);
         let (current, _) = watch::channel(Arc::new(ClusterView::default()));
-        (ClusterHandle { current, commands }, submitted)
+        let handle = ClusterHandle {
+            current,
+            commands,
+            producer_ids: std::sync::Mutex::new((0, 0)),
+            node_id,
+        };
+        (handle, submitted)
     }
 
     pub fn snapshot(&self) -> Arc<ClusterView> {
@@ -140,6 +149,41 @@ impl ClusterHandle {
 
     fn replace(&self, view: ClusterView) {
         self.current.send_replace(Arc::new(view));
+    }
+
+    /// A producer id no other broker gives out: from this broker's block, and a new block
+    /// from the quorum when it is used up.
+    pub async fn next_producer_id(&self) -> Result<i64, rpc::WriteRefused> {
+        loop {
+            {
+                let mut block = self
+                    .producer_ids
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if block.0 < block.1 {
+                    block.0 += 1;
+                    return Ok(block.0 - 1);
+                }
+            }
+            let broker = self.node_id;
+            match self.submit(Command::AllocateProducerIds { broker }).await? {
+                Reply::ProducerIds { first, count } => {
+                    let mut block = self
+                        .producer_ids
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    // Another caller may have fetched a block meanwhile: the newer wins.
+                    if first >= block.1 {
+                        *block = (first, first + count);
+                    }
+                }
+                other => {
+                    return Err(rpc::WriteRefused::Failed(format!(
+                        "the controller answered {other:?} to a producer id request"
+                    )))
+                }
+            }
+        }
     }
 
     /// Has the quorum write `command` (through its leader, wherever it is).

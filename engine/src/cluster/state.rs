@@ -22,6 +22,9 @@ use super::types::{
 /// The snapshot's file in the controller's directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.json";
 
+/// Producer ids handed to a broker at a time, as Kafka's controller does.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
 /// One registered broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerState {
@@ -39,6 +42,9 @@ pub struct ClusterState {
     pub brokers: BTreeMap<i32, BrokerState>,
     #[serde(default)]
     pub topics: BTreeMap<String, TopicRecord>,
+    /// The first producer id not yet handed to a broker.
+    #[serde(default)]
+    pub next_producer_id: i64,
     /// Log index of the last command applied: a view is as recent as this.
     #[serde(default)]
     pub applied_index: u64,
@@ -79,6 +85,14 @@ impl ClusterState {
                 }
                 _ => Reply::Stale,
             },
+            Command::AllocateProducerIds { .. } => {
+                let first = self.next_producer_id;
+                self.next_producer_id += PRODUCER_ID_BLOCK;
+                Reply::ProducerIds {
+                    first,
+                    count: PRODUCER_ID_BLOCK,
+                }
+            }
             Command::FenceBroker { id, incarnation } => match self.brokers.get_mut(id) {
                 Some(broker) if broker.registration.incarnation == *incarnation => {
                     broker.fenced = true;
@@ -359,5 +373,22 @@ mod tests {
         };
         assert_eq!(state.apply(8, &unknown), Reply::Stale);
         assert_eq!(state.cluster_id.as_deref(), Some("a"), "named once");
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap() {
+        let mut state = ClusterState::default();
+        let blocks: Vec<Reply> = (1..=3)
+            .map(|broker| state.apply(broker as u64, &Command::AllocateProducerIds { broker }))
+            .collect();
+        assert_eq!(
+            blocks,
+            (0..3)
+                .map(|block| Reply::ProducerIds {
+                    first: block * PRODUCER_ID_BLOCK,
+                    count: PRODUCER_ID_BLOCK
+                })
+                .collect::<Vec<_>>()
+        );
     }
 }

@@ -83,6 +83,10 @@ pub enum Command {
         name: String,
         id: Uuid,
     },
+    /// Hands a broker the next block of producer ids (Kafka's AllocateProducerIds).
+    AllocateProducerIds {
+        broker: i32,
+    },
     /// The broker stopped heartbeating: clients are no longer sent to it.
     FenceBroker {
         id: i32,
@@ -110,6 +114,11 @@ pub enum Reply {
         id: Uuid,
     },
     TopicDeleted,
+    /// Producer ids `first..first + count` are this broker's to give out.
+    ProducerIds {
+        first: i64,
+        count: i64,
+    },
     /// The command named an incarnation that is no longer registered: nothing changed.
     Stale,
     /// A Raft-internal entry (blank, membership).
