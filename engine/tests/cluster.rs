@@ -19,7 +19,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
 
 const HEARTBEAT_MS: &str = "200";
 const SESSION_TIMEOUT_MS: &str = "2000";
@@ -417,19 +416,7 @@ async fn produce(
 /// Every record of the topic, read from the beginning of each partition through `node`'s
 /// bootstrap, as (partition, offset, value).
 fn read_back(node: &Node, topic: &str, partitions: i32, count: usize) -> Vec<(i32, i64, String)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &node.process.address)
-        .set("enable.auto.commit", "false")
-        .set("group.id", "unused-no-subscribe")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assign");
-    }
-    consumer.assign(&assignment).expect("assign");
+    let consumer = broker::consumer_from_beginning(&node.process.address, topic, partitions);
     let mut received = Vec::new();
     let deadline = Instant::now() + CONVERGE;
     while received.len() < count {

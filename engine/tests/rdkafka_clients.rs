@@ -42,20 +42,7 @@ fn producer(broker: &BrokerProcess, extra: &[(&str, &str)]) -> FutureProducer {
 
 /// A consumer assigned to every partition from the beginning (no group).
 fn consumer_from_beginning(broker: &BrokerProcess, topic: &str, partitions: i32) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.address)
-        .set("enable.auto.commit", "false")
-        .set("group.id", "unused-no-subscribe")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assign");
-    }
-    consumer.assign(&assignment).expect("assign");
-    consumer
+    broker::consumer_from_beginning(&broker.address, topic, partitions)
 }
 
 /// (partition, offset, key, value) of `count` messages.

@@ -20,6 +20,29 @@ pub struct BrokerEntry {
     pub rack: Option<String>,
 }
 
+impl BrokerEntry {
+    /// This broker, as a single node announces itself.
+    pub fn this_broker(shard: &Shard) -> BrokerEntry {
+        let (host, port) = shard.context.advertised.clone();
+        BrokerEntry {
+            id: shard.context.config.node_id,
+            host,
+            port,
+            rack: None,
+        }
+    }
+
+    /// A broker as it registered with the controller quorum.
+    pub fn registered(broker: &crate::cluster::BrokerState) -> BrokerEntry {
+        BrokerEntry {
+            id: broker.registration.id,
+            host: broker.registration.host.clone(),
+            port: broker.registration.port,
+            rack: broker.registration.rack.clone(),
+        }
+    }
+}
+
 /// The brokers, controller and cluster id clients are given: in cluster mode the live
 /// brokers the controller quorum has registered and its leader (-1 while there is none);
 /// otherwise this broker alone, its own controller.
@@ -38,30 +61,14 @@ pub fn cluster_facts(shard: &Shard) -> ClusterFacts {
             ClusterFacts {
                 cluster_id: view.cluster_id.clone().unwrap_or_else(local_cluster_id),
                 controller_id: view.controller_id.unwrap_or(-1),
-                brokers: view
-                    .live_brokers()
-                    .map(|broker| BrokerEntry {
-                        id: broker.registration.id,
-                        host: broker.registration.host.clone(),
-                        port: broker.registration.port,
-                        rack: broker.registration.rack.clone(),
-                    })
-                    .collect(),
+                brokers: view.live_brokers().map(BrokerEntry::registered).collect(),
             }
         }
-        None => {
-            let (host, port) = &context.advertised;
-            ClusterFacts {
-                cluster_id: local_cluster_id(),
-                controller_id: context.config.node_id,
-                brokers: vec![BrokerEntry {
-                    id: context.config.node_id,
-                    host: host.clone(),
-                    port: *port,
-                    rack: None,
-                }],
-            }
-        }
+        None => ClusterFacts {
+            cluster_id: local_cluster_id(),
+            controller_id: context.config.node_id,
+            brokers: vec![BrokerEntry::this_broker(shard)],
+        },
     }
 }
 
@@ -113,31 +120,25 @@ pub async fn init_producer_id(
                 .with_producer_epoch(request.producer_epoch + 1);
         }
     }
-    if let Some(cluster) = &shard.context.cluster {
-        // Ids come in blocks from the quorum, so no two brokers give out the same one.
-        return match cluster.next_producer_id().await {
-            Ok(id) => response
-                .with_producer_id(ProducerId(id))
-                .with_producer_epoch(0),
-            Err(error) => {
-                tracing::warn!(%error, "cannot get a producer id block from the controller");
-                response
-                    .with_error_code(ErrorCode::CoordinatorNotAvailable.code())
-                    .with_producer_id(ProducerId(-1))
-                    .with_producer_epoch(-1)
-            }
-        };
-    }
-    match shard.next_producer_id().await {
+    // In a cluster, ids come in blocks from the quorum, so no two brokers give out the same
+    // one; a single node reserves its own blocks in its catalog.
+    let allocated = match &shard.context.cluster {
+        Some(cluster) => cluster.next_producer_id().await.map_err(|error| {
+            tracing::warn!(%error, "cannot get a producer id block from the controller");
+            ErrorCode::CoordinatorNotAvailable
+        }),
+        None => shard.next_producer_id().await.map_err(|error| {
+            tracing::error!(%error, "cannot allocate a producer id");
+            ErrorCode::KafkaStorageError
+        }),
+    };
+    match allocated {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
-        Err(error) => {
-            tracing::error!(%error, "cannot allocate a producer id");
-            response
-                .with_error_code(ErrorCode::KafkaStorageError.code())
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1)
-        }
+        Err(code) => response
+            .with_error_code(code.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
     }
 }

@@ -58,13 +58,7 @@ pub fn coordinator_shard(shard: &Shard, group: &str) -> usize {
 /// brokers yet: their offsets stay with their coordinator.
 fn group_coordinator(shard: &Shard, group: &str) -> Result<super::cluster::BrokerEntry, ErrorCode> {
     let Some(cluster) = &shard.context.cluster else {
-        let (host, port) = shard.context.advertised.clone();
-        return Ok(super::cluster::BrokerEntry {
-            id: shard.context.config.node_id,
-            host,
-            port,
-            rack: None,
-        });
+        return Ok(super::cluster::BrokerEntry::this_broker(shard));
     };
     let view = cluster.snapshot();
     if view.brokers.is_empty() {
@@ -75,12 +69,7 @@ fn group_coordinator(shard: &Shard, group: &str) -> Result<super::cluster::Broke
     if broker.fenced {
         return Err(ErrorCode::CoordinatorNotAvailable);
     }
-    Ok(super::cluster::BrokerEntry {
-        id: broker.registration.id,
-        host: broker.registration.host.clone(),
-        port: broker.registration.port,
-        rack: broker.registration.rack.clone(),
-    })
+    Ok(super::cluster::BrokerEntry::registered(broker))
 }
 
 /// NOT_COORDINATOR (or COORDINATOR_NOT_AVAILABLE) for a group another broker coordinates.

@@ -130,6 +130,30 @@ impl BrokerProcess {
     }
 }
 
+/// A librdkafka consumer bootstrapped at `address`, assigned to every partition of `topic`
+/// from the beginning (no group).
+pub fn consumer_from_beginning(
+    address: &str,
+    topic: &str,
+    partitions: i32,
+) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .set("enable.auto.commit", "false")
+        .set("group.id", "unused-no-subscribe")
+        .create()
+        .expect("consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
 /// A loopback address whose port was free a moment ago (for `--metrics-listen`).
 pub fn free_local_address() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
