@@ -35,6 +35,7 @@ pub mod group;
 pub mod io;
 pub mod metrics;
 pub mod partition;
+pub mod replication;
 pub mod server;
 pub mod shard;
 pub mod storage;

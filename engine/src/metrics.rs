@@ -127,6 +127,12 @@ struct ShardCells {
     /// Connections closed over a bad frame (too large, bad size) or an undecodable request.
     refused: AtomicU64,
     topics: Mutex<HashMap<String, TopicCounters>>,
+    /// Replication (cluster mode): ISR changes this shard's leaders had written, and the
+    /// last published under-replicated leader partitions and largest follower lag.
+    isr_shrinks: AtomicU64,
+    isr_expands: AtomicU64,
+    under_replicated: AtomicU64,
+    replica_lag_max: AtomicU64,
 }
 
 impl Default for ShardCells {
@@ -135,6 +141,10 @@ impl Default for ShardCells {
             requests: std::array::from_fn(|_| Histogram::default()),
             refused: AtomicU64::new(0),
             topics: Mutex::new(HashMap::new()),
+            isr_shrinks: AtomicU64::new(0),
+            isr_expands: AtomicU64::new(0),
+            under_replicated: AtomicU64::new(0),
+            replica_lag_max: AtomicU64::new(0),
         }
     }
 }
@@ -218,6 +228,25 @@ impl Metrics {
             counters.fetch_requests += 1;
             counters.fetch_bytes += bytes;
         });
+    }
+
+    /// A shard's leader had an ISR change written: replicas taken out and put back.
+    pub fn isr_changed(&self, shard: usize, shrinks: u64, expands: u64) {
+        let cells = self.cells(shard);
+        cells.isr_shrinks.fetch_add(shrinks, Ordering::Relaxed);
+        cells.isr_expands.fetch_add(expands, Ordering::Relaxed);
+    }
+
+    /// A shard's leader partitions with fewer in-sync replicas than replicas, and the
+    /// largest lag (records) of any of their followers.
+    pub fn publish_replication(&self, shard: usize, under_replicated: u64, replica_lag_max: u64) {
+        let cells = self.cells(shard);
+        cells
+            .under_replicated
+            .store(under_replicated, Ordering::Relaxed);
+        cells
+            .replica_lag_max
+            .store(replica_lag_max, Ordering::Relaxed);
     }
 
     /// Replaces the published sizes of one shard's partitions.
@@ -364,6 +393,38 @@ impl Metrics {
                     view.brokers.len() - fenced
                 );
                 let _ = writeln!(out, "ringlog_cluster_brokers{{state=\"fenced\"}} {fenced}");
+                let sum = |cell: fn(&ShardCells) -> &AtomicU64| -> u64 {
+                    self.shards
+                        .iter()
+                        .map(|cells| cell(cells).load(Ordering::Relaxed))
+                        .sum()
+                };
+                let _ = writeln!(out, "# TYPE ringlog_under_replicated_partitions gauge");
+                let _ = writeln!(
+                    out,
+                    "ringlog_under_replicated_partitions {}",
+                    sum(|cells| &cells.under_replicated)
+                );
+                let _ = writeln!(out, "# TYPE ringlog_isr_shrinks_total counter");
+                let _ = writeln!(
+                    out,
+                    "ringlog_isr_shrinks_total {}",
+                    sum(|cells| &cells.isr_shrinks)
+                );
+                let _ = writeln!(out, "# TYPE ringlog_isr_expands_total counter");
+                let _ = writeln!(
+                    out,
+                    "ringlog_isr_expands_total {}",
+                    sum(|cells| &cells.isr_expands)
+                );
+                let lag = self
+                    .shards
+                    .iter()
+                    .map(|cells| cells.replica_lag_max.load(Ordering::Relaxed))
+                    .max()
+                    .unwrap_or(0);
+                let _ = writeln!(out, "# TYPE ringlog_replica_lag_max_records gauge");
+                let _ = writeln!(out, "ringlog_replica_lag_max_records {lag}");
             }
         }
         crate::storage::stats::render(&mut out);

@@ -34,6 +34,10 @@ pub struct TopicSettings {
     pub log: LogConfig,
     pub compression: TopicCompression,
     pub timestamp_type: TimestampType,
+    /// `min.insync.replicas`: acks=all is refused (NOT_ENOUGH_REPLICAS) with a smaller ISR.
+    pub min_insync_replicas: i32,
+    /// `unclean.leader.election.enable` (the controller reads it from the topic's configs).
+    pub unclean_leader_election: bool,
 }
 
 /// Every config name a topic accepts, with its default as Kafka shows it.
@@ -42,10 +46,12 @@ pub const TOPIC_CONFIGS: &[&str] = &[
     "compression.type",
     "max.message.bytes",
     "message.timestamp.type",
+    "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
     "segment.ms",
+    "unclean.leader.election.enable",
 ];
 
 /// Validates `configs` and builds the topic's settings on top of the broker defaults.
@@ -57,6 +63,8 @@ pub fn topic_settings(
         log: defaults.clone(),
         compression: TopicCompression::Producer,
         timestamp_type: TimestampType::CreateTime,
+        min_insync_replicas: 1,
+        unclean_leader_election: false,
     };
     for (name, value) in configs {
         apply(&mut settings, name, value)?;
@@ -82,6 +90,17 @@ fn apply(settings: &mut TopicSettings, name: &str, value: &str) -> Result<(), St
         "segment.bytes" => settings.log.segment_bytes = number(14)? as u64,
         "segment.ms" => settings.log.segment_ms = number(1)?,
         "max.message.bytes" => settings.log.max_message_bytes = number(0)? as usize,
+        "min.insync.replicas" => {
+            settings.min_insync_replicas = i32::try_from(number(1)?)
+                .map_err(|_| format!("{name}={value} is too large"))?
+        }
+        "unclean.leader.election.enable" => {
+            settings.unclean_leader_election = match value {
+                "true" => true,
+                "false" => false,
+                other => return Err(format!("{name}={other} must be true or false")),
+            }
+        }
         "cleanup.policy" => {
             if value != "delete" {
                 return Err(format!("cleanup.policy={value} is not implemented by ringlog: only 'delete' is"));
@@ -153,7 +172,9 @@ mod tests {
     fn unimplemented_and_bad_values_are_refused_with_the_reason() {
         for (name, value, says) in [
             ("cleanup.policy", "compact", "not implemented"),
-            ("min.insync.replicas", "2", "not a topic config"),
+            ("min.insync.replicas", "0", "at least 1"),
+            ("unclean.leader.election.enable", "yes", "true or false"),
+            ("flush.messages", "1", "not a topic config"),
             ("retention.ms", "soon", "not a number"),
             ("segment.bytes", "3", "at least 14"),
             (

@@ -31,7 +31,7 @@ struct Node {
     metrics: String,
 }
 
-fn start_cluster() -> Vec<Node> {
+fn start_cluster(extra_flags: &[&str]) -> Vec<Node> {
     let cluster_addresses: Vec<String> = (0..3).map(|_| free_local_address()).collect();
     let voters = cluster_addresses
         .iter()
@@ -46,25 +46,25 @@ fn start_cluster() -> Vec<Node> {
             let id = index as i32 + 1;
             let metrics = free_local_address();
             let id_text = id.to_string();
-            let process = BrokerProcess::start_with(
-                1,
-                &[
-                    "--node-id",
-                    &id_text,
-                    "--voters",
-                    &voters,
-                    "--cluster-listen",
-                    cluster_address,
-                    "--rack",
-                    &format!("rack-{id}"),
-                    "--broker-heartbeat-interval-ms",
-                    HEARTBEAT_MS,
-                    "--broker-session-timeout-ms",
-                    SESSION_TIMEOUT_MS,
-                    "--metrics-listen",
-                    &metrics,
-                ],
-            );
+            let rack = format!("rack-{id}");
+            let mut flags = vec![
+                "--node-id",
+                &id_text,
+                "--voters",
+                &voters,
+                "--cluster-listen",
+                cluster_address,
+                "--rack",
+                &rack,
+                "--broker-heartbeat-interval-ms",
+                HEARTBEAT_MS,
+                "--broker-session-timeout-ms",
+                SESSION_TIMEOUT_MS,
+                "--metrics-listen",
+                &metrics,
+            ];
+            flags.extend_from_slice(extra_flags);
+            let process = BrokerProcess::start_with(1, &flags);
             Node {
                 id,
                 process,
@@ -151,7 +151,7 @@ fn admin(node: &Node) -> AdminClient<DefaultClientContext> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_brokers_elect_a_controller_and_replace_a_killed_one() {
-    let mut nodes = start_cluster();
+    let mut nodes = start_cluster(&[]);
     let all: BTreeSet<i32> = nodes.iter().map(|node| node.id).collect();
     let first = converge(&nodes.iter().collect::<Vec<_>>(), &all, &all);
     for node in &nodes {
@@ -180,13 +180,12 @@ async fn three_brokers_elect_a_controller_and_replace_a_killed_one() {
         assert_eq!(brokers, expected, "as broker {} reports them", node.id);
     }
 
-    // A topic over the three brokers; replication is not built, so a replicated one is
-    // refused.
+    // A topic over the three brokers; a replication factor above the brokers is refused.
     let created = admin(&nodes[0])
         .create_topics(
             &[
                 NewTopic::new("orders", 6, TopicReplication::Fixed(1)),
-                NewTopic::new("replicated", 3, TopicReplication::Fixed(3)),
+                NewTopic::new("replicated", 3, TopicReplication::Fixed(4)),
             ],
             &AdminOptions::new(),
         )
@@ -355,6 +354,310 @@ async fn three_brokers_elect_a_controller_and_replace_a_killed_one() {
     }
 }
 
+/// A follower that has not caught up for this long leaves the ISR (short, for the test).
+const REPLICA_LAG_MS: &str = "2000";
+
+/// Replicated partitions (factor 3, min.insync.replicas 2) through repeated SIGKILLs of
+/// partition leaders while librdkafka produces with acks=all: every acknowledged record is
+/// read back afterwards at its acknowledged offset and nothing else is there (no record
+/// twice); each killed broker restarts, catches up and rejoins the ISR. Then two of the
+/// three brokers lost: acks=all is refused with NOT_ENOUGH_REPLICAS.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicated_partitions_keep_every_acked_record_through_leader_kills() {
+    let mut nodes = start_cluster(&["--replica-lag-time-max-ms", REPLICA_LAG_MS]);
+    let all: BTreeSet<i32> = nodes.iter().map(|node| node.id).collect();
+    converge(&nodes.iter().collect::<Vec<_>>(), &all, &all);
+    let topic =
+        NewTopic::new("ledger", 6, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    let created = admin(&nodes[0])
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("create topics answered");
+    assert_eq!(created[0], Ok("ledger".to_string()));
+    let placed = wait_for_isr(&nodes[1], "ledger", 6, &all);
+    for (partition, (_, replicas, _)) in &placed {
+        assert_eq!(
+            replicas.iter().copied().collect::<BTreeSet<_>>(),
+            all,
+            "partition {partition} has a replica on every broker"
+        );
+    }
+
+    let mut acked = produce(&nodes[0], "ledger", 0..300).await;
+    let mut next = 300;
+    for round in 0..3 {
+        // Kill the leader of one partition while a producer is busy, bootstrapped
+        // through another broker.
+        let placed = wait_for_isr(&nodes[(round + 1) % 3], "ledger", 6, &all);
+        let victim_id = placed[&(round as i32)].0;
+        let victim = nodes
+            .iter()
+            .position(|node| node.id == victim_id)
+            .expect("the leader is a node");
+        let bootstrap = nodes[(victim + 1) % 3].process.address.clone();
+        let numbers = next..next + 600;
+        next += 600;
+        let python_bootstrap = bootstrap.clone();
+        let python_numbers = next..next + 300;
+        next += 300;
+        let producing =
+            tokio::spawn(async move { produce_through(&bootstrap, "ledger", numbers).await });
+        let python = tokio::task::spawn_blocking(move || {
+            produce_with_kafka_python(&python_bootstrap, "ledger", python_numbers)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        nodes[victim].process.kill();
+        let got = producing.await.expect("producer task");
+        assert_eq!(got.len(), 600, "round {round}: every record acknowledged");
+        acked.extend(got);
+        let got = python.await.expect("kafka-python task");
+        assert_eq!(
+            got.len(),
+            300,
+            "round {round}: kafka-python's records acknowledged"
+        );
+        acked.extend(got);
+        // Back on its data, it catches up and every partition has all three in sync.
+        nodes[victim].process.kill_and_restart();
+        wait_for_isr(&nodes[victim], "ledger", 6, &all);
+    }
+    acked.sort();
+    let read = read_to_end(&nodes[2], "ledger", 6, acked.len()).await;
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|record| !read.contains(record))
+        .collect();
+    let extra: Vec<_> = read
+        .iter()
+        .filter(|record| !acked.contains(record))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "acknowledged, not read back: {} {:?}; read, not acknowledged: {} {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)],
+        extra.len(),
+        &extra[..extra.len().min(20)]
+    );
+    assert_eq!(read, acked, "each acknowledged record at its offset");
+    // The restarted brokers were taken back into the ISR by their leaders (a killed
+    // leader's counts go with its process).
+    let mut expands = 0;
+    for node in &nodes {
+        expands += metric(
+            &scrape_metrics(&node.metrics).await,
+            "ringlog_isr_expands_total",
+        );
+    }
+    assert!(expands >= 1, "ISR expansions counted: {expands}");
+
+    // Two of three brokers lost, one after the other: the survivor's partitions refuse
+    // acks=all (min.insync.replicas 2), neither hanging nor accepting.
+    let placed = wait_for_isr(&nodes[0], "ledger", 6, &all);
+    let mut leads: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for (partition, (leader, _, _)) in &placed {
+        leads.entry(*leader).or_default().push(*partition);
+    }
+    let (&survivor_id, _) = leads
+        .iter()
+        .max_by_key(|(_, partitions)| partitions.len())
+        .expect("leaders");
+    let others: Vec<usize> = (0..3).filter(|i| nodes[*i].id != survivor_id).collect();
+    nodes[others[0]].process.kill();
+    let live: BTreeSet<i32> = all
+        .iter()
+        .copied()
+        .filter(|id| *id != nodes[others[0]].id)
+        .collect();
+    let survivor = nodes
+        .iter()
+        .position(|node| node.id == survivor_id)
+        .expect("survivor");
+    let placed = wait_for_isr(&nodes[survivor], "ledger", 6, &live);
+    let partition = *placed
+        .iter()
+        .find(|(_, (leader, _, _))| *leader == survivor_id)
+        .expect("the survivor leads a partition")
+        .0;
+    // Its ISRs shrank, and it reports its partitions under-replicated.
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let metrics = scrape_metrics(&nodes[survivor].metrics).await;
+        if metric(&metrics, "ringlog_isr_shrinks_total") >= 1
+            && metric(&metrics, "ringlog_under_replicated_partitions") >= 1
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    nodes[others[1]].process.kill();
+    let refused =
+        produce_until_refused(&nodes[survivor].process.address, "ledger", partition).await;
+    assert_eq!(refused, protocol::ErrorCode::NotEnoughReplicas.code());
+}
+
+/// kafka-python (tests/clients/replicated_producer.py) produces one keyed record per number
+/// with acks=all; each (partition, offset, value) as acknowledged.
+fn produce_with_kafka_python(
+    bootstrap: &str,
+    topic: &str,
+    numbers: std::ops::Range<u32>,
+) -> Vec<(i32, i64, String)> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/replicated_producer.py"
+    );
+    let output = std::process::Command::new("python3")
+        .args([
+            script,
+            bootstrap,
+            topic,
+            &numbers.start.to_string(),
+            &(numbers.end - numbers.start).to_string(),
+        ])
+        .output()
+        .expect("python3 runs (scripts/test installs kafka-python)");
+    assert!(
+        output.status.success(),
+        "kafka-python producer failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let mut fields = line.splitn(3, ' ');
+            let partition = fields
+                .next()
+                .and_then(|f| f.parse().ok())
+                .expect("partition");
+            let offset = fields.next().and_then(|f| f.parse().ok()).expect("offset");
+            let value = fields.next().expect("value").to_string();
+            (partition, offset, value)
+        })
+        .collect()
+}
+
+/// The value of an unlabelled metric in a scrape (0 when absent).
+fn metric(scrape: &str, name: &str) -> u64 {
+    scrape
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until `node` reports, for each of the topic's partitions, an ISR of exactly
+/// `in_sync` and a leader among them; (leader, replicas, isr) by partition.
+fn wait_for_isr(
+    node: &Node,
+    topic: &str,
+    partitions: usize,
+    in_sync: &BTreeSet<i32>,
+) -> BTreeMap<i32, (i32, Vec<i32>, Vec<i32>)> {
+    let admin = admin(node);
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let placed: BTreeMap<i32, (i32, Vec<i32>, Vec<i32>)> = match admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+        {
+            Ok(metadata) => metadata
+                .topics()
+                .iter()
+                .flat_map(|topic| topic.partitions())
+                .map(|p| {
+                    (
+                        p.id(),
+                        (p.leader(), p.replicas().to_vec(), p.isr().to_vec()),
+                    )
+                })
+                .collect(),
+            Err(_) => BTreeMap::new(),
+        };
+        let settled = placed.len() == partitions
+            && placed.values().all(|(leader, _, isr)| {
+                in_sync.contains(leader) && isr.iter().copied().collect::<BTreeSet<_>>() == *in_sync
+            });
+        if settled {
+            return placed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: ISR not {in_sync:?}: {placed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every record of the topic up to each partition's high watermark, through `node`'s
+/// bootstrap, as (partition, offset, value), once the high watermarks add up to at least
+/// `at_least` (a new leader's moves up as its followers fetch).
+async fn read_to_end(
+    node: &Node,
+    topic: &str,
+    partitions: i32,
+    at_least: usize,
+) -> Vec<(i32, i64, String)> {
+    let consumer = broker::consumer_from_beginning(&node.process.address, topic, partitions);
+    let deadline = Instant::now() + CONVERGE;
+    let end = loop {
+        let mut end = 0;
+        for partition in 0..partitions {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .expect("watermarks");
+            end += high as usize;
+        }
+        if end >= at_least || Instant::now() > deadline {
+            break end;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    read_back(node, topic, partitions, end)
+}
+
+/// Produces one record with acks=all to `partition` through `address` (its leader) until
+/// it is refused; the error code.
+async fn produce_until_refused(address: &str, topic: &str, partition: i32) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        assert!(Instant::now() < deadline, "acks=all was never refused");
+        let Ok(mut client) = protocol::client::Client::connect(address, "refused").await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let mut batch = protocol::record_batch::RecordBatchBuilder::new(1_700_000_000_000);
+        batch.push(None, Some(b"after two brokers died"), 1_700_000_000_000);
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(1000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(bytes::Bytes::from(batch.finish())))])]);
+        let response = client.send(&request).await.expect("produce answered");
+        let code = response.responses[0].partition_responses[0].error_code;
+        if code == protocol::ErrorCode::NotEnoughReplicas.code() {
+            return code;
+        }
+        assert!(
+            code == protocol::ErrorCode::RequestTimedOut.code()
+                || code == protocol::ErrorCode::NotEnoughReplicasAfterAppend.code(),
+            "acks=all with one live broker of three answered {code}"
+        );
+    }
+}
+
 /// Waits until `node` reports a leader for each of the topic's `partitions`.
 fn wait_for_leaders(node: &Node, topic: &str, partitions: usize) -> BTreeMap<i32, i32> {
     let admin = admin(node);
@@ -386,13 +689,21 @@ async fn produce(
     topic: &str,
     numbers: std::ops::Range<u32>,
 ) -> Vec<(i32, i64, String)> {
+    produce_through(&node.process.address, topic, numbers).await
+}
+
+async fn produce_through(
+    bootstrap: &str,
+    topic: &str,
+    numbers: std::ops::Range<u32>,
+) -> Vec<(i32, i64, String)> {
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &node.process.address)
+        .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
-        .set("message.timeout.ms", "30000")
+        .set("message.timeout.ms", "60000")
         .create()
         .expect("producer");
     let sends = numbers.map(|number| {
@@ -402,7 +713,7 @@ async fn produce(
             let value = format!("{topic} record {number}");
             let record = FutureRecord::to(topic).key(&key).payload(&value);
             let delivery = producer
-                .send(record, Duration::from_secs(30))
+                .send(record, Duration::from_secs(60))
                 .await
                 .unwrap_or_else(|(error, _)| panic!("{value} not acknowledged: {error}"));
             (delivery.partition, delivery.offset, value)

@@ -46,6 +46,8 @@ error_codes! {
     NotCoordinator = 16, "this is not the correct coordinator";
     InvalidTopicException = 17, "the request attempted an operation on an invalid topic";
     RecordListTooLarge = 18, "the request included a message batch larger than the configured segment size";
+    NotEnoughReplicas = 19, "messages are rejected since there are fewer in-sync replicas than required";
+    NotEnoughReplicasAfterAppend = 20, "messages are written to the log, but to fewer in-sync replicas than required";
     InvalidRequiredAcks = 21, "produce request specified an invalid value for required acks";
     IllegalGeneration = 22, "specified group generation id is not valid";
     InconsistentGroupProtocol = 23, "the group member's supported protocols are incompatible with those of existing members";
@@ -69,6 +71,8 @@ error_codes! {
     UnknownProducerId = 59, "the broker could not locate the producer metadata for the producer id";
     NonEmptyGroup = 68, "the group is not empty";
     GroupIdNotFound = 69, "the group id does not exist";
+    FencedLeaderEpoch = 74, "the leader epoch in the request is older than the epoch on the broker";
+    UnknownLeaderEpoch = 75, "the leader epoch in the request is newer than the epoch on the broker";
     UnsupportedCompressionType = 76, "the requesting client does not support the compression type of given partition";
     MemberIdRequired = 79, "the group member needs to have a valid member id before actually entering a consumer group";
     GroupMaxSizeReached = 81, "the consumer group has reached its max size";

@@ -1,7 +1,7 @@
 //! Topics of a multi-broker cluster: created and deleted through the controller quorum,
 //! placed across the live brokers, and copied into each broker's own catalog for the
-//! partitions it hosts ([`reconcile`]). Replication is not built yet, so every partition
-//! has exactly one replica, its leader.
+//! partitions it hosts ([`reconcile`]), each taking the part the view gives it (leader or
+//! follower, see `replication`).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -51,6 +51,19 @@ pub async fn create(
     let replicas: Vec<Vec<i32>> = match placement.assignment {
         Some(assignment) => {
             for (partition, brokers) in assignment.iter().enumerate() {
+                let distinct: std::collections::BTreeSet<&i32> = brokers.iter().collect();
+                if brokers.is_empty() || distinct.len() != brokers.len() {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidReplicaAssignment,
+                        format!("the manual partition assignment gives partition {partition} the replicas {brokers:?}: a partition needs one or more distinct brokers"),
+                    ));
+                }
+                if brokers.len() != assignment[0].len() {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidReplicaAssignment,
+                        format!("the manual partition assignment gives partition {partition} {} replicas and partition 0 {}: every partition needs the same number", brokers.len(), assignment[0].len()),
+                    ));
+                }
                 if let Some(unknown) = brokers.iter().find(|broker| !live.contains(broker)) {
                     return Err(ApiError::new(
                         ErrorCode::InvalidReplicaAssignment,
@@ -94,15 +107,6 @@ pub async fn create(
                 .collect()
         }
     };
-    if let Some(replicated) = replicas.iter().find(|replicas| replicas.len() > 1) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidReplicationFactor,
-            format!(
-                "replication factor {} requested; replicated partitions are not built yet, every partition of this cluster has one replica",
-                replicated.len()
-            ),
-        ));
-    }
     let record = TopicRecord {
         name: name.to_string(),
         id: uuid::Uuid::new_v4(),
@@ -320,5 +324,13 @@ pub async fn reconcile(shard: &Rc<Shard>, view: &ClusterView) {
                 tracing::error!(topic = name, error = %error.message, "cannot open this broker's partitions of a cluster topic")
             }
         }
+    }
+    let caught_up = shard
+        .context
+        .cluster
+        .as_ref()
+        .is_some_and(|cluster| cluster.caught_up(view));
+    if caught_up {
+        crate::replication::assign_roles(shard, view).await;
     }
 }

@@ -19,7 +19,8 @@ use protocol::ErrorCode;
 
 use super::ApiError;
 use crate::broker_config::{
-    self, DynamicBrokerConfigs, Entry, Source, Synonym, TYPE_INT, TYPE_LIST, TYPE_LONG, TYPE_STRING,
+    self, DynamicBrokerConfigs, Entry, Source, Synonym, TYPE_BOOLEAN, TYPE_INT, TYPE_LIST,
+    TYPE_LONG, TYPE_STRING,
 };
 use crate::catalog::{Catalog, CatalogError};
 use crate::shard::{Shard, ShardError};
@@ -56,6 +57,8 @@ fn default_value(defaults: &LogConfig, name: &str) -> String {
         "compression.type" => "producer".into(),
         "max.message.bytes" => defaults.max_message_bytes.to_string(),
         "message.timestamp.type" => "CreateTime".into(),
+        "min.insync.replicas" => "1".into(),
+        "unclean.leader.election.enable" => "false".into(),
         "retention.bytes" => defaults
             .retention_bytes
             .map_or(-1, |bytes| bytes as i64)
@@ -70,7 +73,8 @@ fn default_value(defaults: &LogConfig, name: &str) -> String {
 fn config_type(name: &str) -> i8 {
     match name {
         "cleanup.policy" => TYPE_LIST,
-        "max.message.bytes" | "segment.bytes" => TYPE_INT,
+        "max.message.bytes" | "segment.bytes" | "min.insync.replicas" => TYPE_INT,
+        "unclean.leader.election.enable" => TYPE_BOOLEAN,
         "retention.bytes" | "retention.ms" | "segment.ms" => TYPE_LONG,
         _ => TYPE_STRING,
     }

@@ -89,9 +89,15 @@ async fn delete(shard: &Rc<Shard>, meta: &TopicMeta, partition: i32, offset: i64
         Ok(local) => local,
         Err(error) => return (error.error_code(), -1),
     };
+    if let Err(refused) = local.check_leader(None) {
+        return (refused.error_code(), -1);
+    }
     let log = &local.log;
     let offset = match offset {
-        HIGH_WATERMARK => log.high_watermark(),
+        HIGH_WATERMARK => local.high_watermark(),
+        offset if offset > local.high_watermark() => {
+            return (ErrorCode::OffsetOutOfRange, -1);
+        }
         offset => offset,
     };
     match log.delete_records_before(offset).await {

@@ -52,6 +52,10 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    /// The follower fetching, for a replica's fetch (a broker id); None for a consumer.
+    replica: Option<i32>,
+    /// The leader epoch the fetcher knows (None: not given).
+    client_epoch: Option<i32>,
 }
 
 pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchResponse {
@@ -63,6 +67,7 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
     } else {
         usize::MAX
     };
+    let replica = Some(request.replica_id.0).filter(|id| *id >= 0);
     let catalog = shard.context.catalog.snapshot();
     let mut answers: Vec<Vec<Fetched>> = Vec::with_capacity(request.topics.len());
     let mut wanted = Vec::new();
@@ -83,6 +88,9 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
                         partition: partition.partition,
                         offset: partition.fetch_offset,
                         max_bytes: partition.partition_max_bytes.max(0) as usize,
+                        replica,
+                        client_epoch: Some(partition.current_leader_epoch)
+                            .filter(|epoch| *epoch >= 0),
                     };
                     wanted.push((owner, item));
                     answers[t].push(Fetched::error(ErrorCode::None));
@@ -267,21 +275,52 @@ async fn read_partition(shard: &Rc<Shard>, item: &Wanted) -> Fetched {
         Ok(local) => local,
         Err(error) => return Fetched::error(error.error_code()),
     };
+    let allowed = match item.replica {
+        Some(replica) => local.follower_fetched(replica, item.offset, item.client_epoch),
+        None => local.check_leader(item.client_epoch),
+    };
+    if let Err(refused) = allowed {
+        return Fetched::error(refused.error_code());
+    }
     let log = &local.log;
     match log.read(item.offset, item.max_bytes).await {
-        Ok(read) => Fetched {
-            error: ErrorCode::None,
-            high_watermark: read.high_watermark,
-            log_start_offset: read.log_start_offset,
-            records: concat(read.chunks),
-        },
+        Ok(read) => {
+            let high_watermark = local.high_watermark();
+            let records = concat(read.chunks);
+            // Followers get all the leader has made durable; consumers what the ISR has.
+            let records = match item.replica {
+                None if high_watermark < read.high_watermark => {
+                    let keep = batches_below(&records, high_watermark);
+                    records.slice(..keep)
+                }
+                _ => records,
+            };
+            Fetched {
+                error: ErrorCode::None,
+                high_watermark,
+                log_start_offset: read.log_start_offset,
+                records,
+            }
+        }
         Err(error) => Fetched {
             error: error.error_code(),
-            high_watermark: log.high_watermark(),
+            high_watermark: local.high_watermark(),
             log_start_offset: log.log_start_offset(),
             records: Bytes::new(),
         },
     }
+}
+
+/// Bytes of the leading whole batches of `records` that end below `offset`.
+fn batches_below(records: &Bytes, offset: i64) -> usize {
+    let mut end = 0;
+    while let Ok(header) = BatchHeader::parse(&records[end..]) {
+        if header.last_offset() >= offset || end + header.total_bytes() > records.len() {
+            break;
+        }
+        end += header.total_bytes();
+    }
+    end
 }
 
 fn concat(chunks: Vec<Bytes>) -> Bytes {

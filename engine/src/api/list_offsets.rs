@@ -102,9 +102,12 @@ async fn lookup(shard: &Rc<Shard>, item: &Lookup) -> Found {
         Ok(local) => local,
         Err(error) => return (error.error_code(), -1, -1),
     };
+    if let Err(refused) = local.check_leader(None) {
+        return (refused.error_code(), -1, -1);
+    }
     let log = &local.log;
     match item.timestamp {
-        LATEST => (ErrorCode::None, -1, log.high_watermark()),
+        LATEST => (ErrorCode::None, -1, local.high_watermark()),
         EARLIEST => (ErrorCode::None, -1, log.log_start_offset()),
         MAX_TIMESTAMP => match log.max_timestamp() {
             max if max < 0 => (ErrorCode::None, -1, -1),

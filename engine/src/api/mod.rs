@@ -8,6 +8,7 @@ pub mod configs;
 pub mod delete_records;
 pub mod fetch;
 pub mod groups;
+pub mod leader_epochs;
 pub mod list_offsets;
 pub mod metadata;
 pub mod partitions;
@@ -53,6 +54,9 @@ pub async fn handle(
         RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(shard, body, version).await),
         RequestKind::ListOffsets(body) => {
             ResponseKind::ListOffsets(list_offsets::handle(shard, body).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(body) => {
+            ResponseKind::OffsetForLeaderEpoch(leader_epochs::handle(shard, body).await)
         }
         RequestKind::DeleteRecords(body) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, body).await)

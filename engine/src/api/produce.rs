@@ -206,17 +206,21 @@ struct AppendedPartition {
     log_append_time_ms: i64,
     local: Rc<LocalPartition>,
     waits: Vec<crate::storage::Appended>,
+    /// The leader epoch they were appended in: acks=all waits for the ISR (cluster only).
+    leader_epoch: Option<i32>,
+    ack: Ack,
 }
 
 impl AppendedPartition {
     async fn finish(self, deadline: tokio::time::Instant, timeout: Duration) -> Produced {
+        let last_offset = self.waits.iter().map(|wait| wait.last_offset).max();
         let all_done = async {
             for appended in self.waits {
                 appended.wait().await?;
             }
             Ok::<_, crate::storage::StorageError>(())
         };
-        let error = match tokio::time::timeout_at(deadline, all_done).await {
+        let mut error = match tokio::time::timeout_at(deadline, all_done).await {
             Ok(Ok(())) => None,
             Ok(Err(error)) => Some(ApiError::new(error.error_code(), error.to_string())),
             Err(_) => Some(ApiError::new(
@@ -224,6 +228,15 @@ impl AppendedPartition {
                 format!("not durable within {timeout:?}"),
             )),
         };
+        if let (None, Ack::Durable, Some(last_offset)) = (&error, self.ack, last_offset) {
+            let replicated = self
+                .local
+                .wait_replicated(last_offset, self.leader_epoch, deadline, timeout)
+                .await;
+            error = replicated
+                .err()
+                .map(|refused| ApiError::new(refused.error_code(), refused.to_string()));
+        }
         if let Some(error) = error {
             return Produced::failed(error);
         }
@@ -269,6 +282,8 @@ async fn append_partition(
         log_append_time_ms,
         local,
         waits: appended.waits,
+        leader_epoch: appended.leader_epoch,
+        ack,
     })
 }
 

@@ -127,6 +127,10 @@ pub struct ServeArgs {
     /// (broker.session.timeout.ms) [default: 9000].
     #[arg(long)]
     pub broker_session_timeout_ms: Option<u64>,
+    /// A follower that has not caught up with its leader for this long leaves the ISR
+    /// (replica.lag.time.max.ms) [default: 30000].
+    #[arg(long)]
+    pub replica_lag_time_max_ms: Option<u64>,
 }
 
 /// The TOML file. Unknown keys are refused, so a typo is an error, not a silent default.
@@ -163,6 +167,7 @@ struct FileConfig {
     rack: Option<String>,
     broker_heartbeat_interval_ms: Option<u64>,
     broker_session_timeout_ms: Option<u64>,
+    replica_lag_time_max_ms: Option<u64>,
     #[serde(default)]
     log: LogFileConfig,
 }
@@ -283,6 +288,12 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
                 rack: args.rack.or(file.rack),
                 heartbeat_interval,
                 session_timeout,
+                replica_lag_time_max: std::time::Duration::from_millis(
+                    args.replica_lag_time_max_ms
+                        .or(file.replica_lag_time_max_ms)
+                        .unwrap_or(30_000)
+                        .max(100),
+                ),
             })
         }
     };

@@ -88,13 +88,14 @@ impl Controller {
         let listener = std::net::TcpListener::bind(config.cluster_listen).map_err(listen)?;
         listener.set_nonblocking(true).map_err(listen)?;
         let address = listener.local_addr().map_err(listen)?;
-        let (handle, submitted) = ClusterHandle::new(config.node_id);
+        let incarnation = Uuid::new_v4();
+        let (handle, submitted) = ClusterHandle::new(config.node_id, incarnation);
         let handle = Arc::new(handle);
         let (stop, stopped) = oneshot::channel();
         let (ready_sender, ready) = std::sync::mpsc::channel();
         let registration = BrokerRegistration {
             id: config.node_id,
-            incarnation: Uuid::new_v4(),
+            incarnation,
             host: endpoint.host,
             port: endpoint.port,
             rack: config.rack.clone(),

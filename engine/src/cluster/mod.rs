@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use controller::{Controller, ControllerError, Endpoint};
 pub use state::BrokerState;
-pub use types::{Command, PartitionRecord, Reply, TopicRecord};
+pub use types::{BrokerRegistration, Command, PartitionRecord, Reply, TopicRecord, NO_LEADER};
 
 /// The controller's directory inside the data directory.
 pub const CONTROLLER_DIR: &str = "__cluster_metadata";
@@ -45,6 +45,8 @@ pub struct ClusterConfig {
     pub heartbeat_interval: Duration,
     /// A broker not heard from for this long is fenced (`broker.session.timeout.ms`).
     pub session_timeout: Duration,
+    /// A follower not caught up for this long leaves the ISR (`replica.lag.time.max.ms`).
+    pub replica_lag_time_max: Duration,
 }
 
 /// Parses `--voters`: `ID@HOST:PORT` separated by commas.
@@ -123,10 +125,12 @@ pub struct ClusterHandle {
     /// The block of producer ids this broker gives out: next, end (exclusive).
     producer_ids: std::sync::Mutex<(i64, i64)>,
     node_id: i32,
+    /// This process's registration (see [`BrokerRegistration::incarnation`]).
+    incarnation: uuid::Uuid,
 }
 
 impl ClusterHandle {
-    fn new(node_id: i32) -> (ClusterHandle, mpsc::Receiver<Submitted>) {
+    fn new(node_id: i32, incarnation: uuid::Uuid) -> (ClusterHandle, mpsc::Receiver<Submitted>) {
         let (commands, submitted) = mpsc::channel(SUBMITTED_MAX);
         let (current, _) = watch::channel(Arc::new(ClusterView::default()));
         let handle = ClusterHandle {
@@ -134,12 +138,23 @@ impl ClusterHandle {
             commands,
             producer_ids: std::sync::Mutex::new((0, 0)),
             node_id,
+            incarnation,
         };
         (handle, submitted)
     }
 
     pub fn snapshot(&self) -> Arc<ClusterView> {
         self.current.borrow().clone()
+    }
+
+    /// Whether `view` has applied this process's own registration: a view from before it
+    /// (as at start-up, while the log is applied again) may name this broker leader of
+    /// partitions it no longer leads.
+    pub fn caught_up(&self, view: &ClusterView) -> bool {
+        view.brokers.iter().any(|broker| {
+            broker.registration.id == self.node_id
+                && broker.registration.incarnation == self.incarnation
+        })
     }
 
     /// Every new view, from any thread.

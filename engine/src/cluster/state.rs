@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::types::{
-    BrokerRegistration, Command, NodeId, Reply, SnapshotData, TopicRecord, TypeConfig,
+    BrokerRegistration, Command, NodeId, Reply, SnapshotData, TopicRecord, TypeConfig, NO_LEADER,
 };
 
 /// The snapshot's file in the controller's directory.
@@ -59,6 +59,15 @@ impl ClusterState {
                 if self.cluster_id.is_none() {
                     self.cluster_id = Some(registration.proposed_cluster_id.clone());
                 }
+                // A new incarnation: the old one's process is gone, with whatever it had not
+                // written yet. It gives up its leaderships and ISR places as a fenced broker
+                // does, and earns them back by catching up.
+                if let Some(old) = self.brokers.get_mut(&registration.id) {
+                    if old.registration.incarnation != registration.incarnation {
+                        old.fenced = true;
+                        self.broker_down(registration.id);
+                    }
+                }
                 self.brokers.insert(
                     registration.id,
                     BrokerState {
@@ -67,6 +76,7 @@ impl ClusterState {
                         fenced: false,
                     },
                 );
+                self.broker_up(registration.id);
                 Reply::Registered { epoch: index }
             }
             Command::CreateTopic(topic) => match self.topics.get(&topic.name) {
@@ -96,6 +106,7 @@ impl ClusterState {
             Command::FenceBroker { id, incarnation } => match self.brokers.get_mut(id) {
                 Some(broker) if broker.registration.incarnation == *incarnation => {
                     broker.fenced = true;
+                    self.broker_down(*id);
                     Reply::Fenced
                 }
                 _ => Reply::Stale,
@@ -103,10 +114,121 @@ impl ClusterState {
             Command::UnfenceBroker { id, incarnation } => match self.brokers.get_mut(id) {
                 Some(broker) if broker.registration.incarnation == *incarnation => {
                     broker.fenced = false;
+                    self.broker_up(*id);
                     Reply::Unfenced
                 }
                 _ => Reply::Stale,
             },
+            Command::AlterPartition {
+                topic,
+                topic_id,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+            } => {
+                let live = self.live_ids();
+                let Some(record) = self
+                    .topics
+                    .get_mut(topic)
+                    .filter(|record| record.id == *topic_id)
+                else {
+                    return Reply::Stale;
+                };
+                let Some(placed) = usize::try_from(*partition)
+                    .ok()
+                    .and_then(|index| record.partitions.get_mut(index))
+                else {
+                    return Reply::Stale;
+                };
+                let admissible = placed.leader == *leader
+                    && placed.leader_epoch == *leader_epoch
+                    && isr.contains(leader)
+                    && isr.iter().all(|replica| placed.replicas.contains(replica))
+                    && isr
+                        .iter()
+                        .all(|replica| placed.isr.contains(replica) || live.contains(replica));
+                if !admissible {
+                    return Reply::Stale;
+                }
+                placed.isr = placed
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|replica| isr.contains(replica))
+                    .collect();
+                Reply::PartitionAltered
+            }
+        }
+    }
+
+    fn live_ids(&self) -> Vec<i32> {
+        self.brokers
+            .iter()
+            .filter(|(_, broker)| !broker.fenced)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Broker `id` is fenced (or restarted): a new leader, from the ISR and live, for every
+    /// partition it led (a new leader epoch; none left: no leader, unless the topic allows
+    /// an unclean election), and it leaves every ISR it was in with others.
+    fn broker_down(&mut self, id: i32) {
+        let live = self.live_ids();
+        for record in self.topics.values_mut() {
+            let unclean = record.unclean_election();
+            for placed in &mut record.partitions {
+                if placed.leader == id {
+                    let in_sync = placed
+                        .isr
+                        .iter()
+                        .copied()
+                        .find(|replica| *replica != id && live.contains(replica));
+                    let out_of_sync = || {
+                        placed
+                            .replicas
+                            .iter()
+                            .copied()
+                            .find(|replica| *replica != id && live.contains(replica))
+                    };
+                    placed.leader_epoch += 1;
+                    match (in_sync, unclean.then(out_of_sync).flatten()) {
+                        (Some(next), _) => {
+                            placed.leader = next;
+                            placed.isr.retain(|replica| *replica != id);
+                        }
+                        (None, Some(next)) => {
+                            placed.leader = next;
+                            placed.isr = vec![next];
+                        }
+                        // The last in-sync replica stays in the ISR: it comes back leader.
+                        (None, None) => placed.leader = NO_LEADER,
+                    }
+                } else if placed.isr.contains(&id) && placed.isr.len() > 1 {
+                    placed.isr.retain(|replica| *replica != id);
+                }
+            }
+        }
+    }
+
+    /// Broker `id` is live again: it leads every leaderless partition whose ISR it is in
+    /// (or, with unclean election, whose replica it is).
+    fn broker_up(&mut self, id: i32) {
+        for record in self.topics.values_mut() {
+            let unclean = record.unclean_election();
+            for placed in &mut record.partitions {
+                if placed.leader != NO_LEADER || !placed.replicas.contains(&id) {
+                    continue;
+                }
+                if placed.isr.contains(&id) {
+                    placed.leader = id;
+                    placed.leader_epoch += 1;
+                } else if unclean {
+                    placed.leader = id;
+                    placed.isr = vec![id];
+                    placed.leader_epoch += 1;
+                }
+            }
         }
     }
 }
@@ -373,6 +495,151 @@ mod tests {
         };
         assert_eq!(state.apply(8, &unknown), Reply::Stale);
         assert_eq!(state.cluster_id.as_deref(), Some("a"), "named once");
+    }
+
+    fn topic(name: &str, replicas: &[&[i32]], configs: &[(&str, &str)]) -> TopicRecord {
+        TopicRecord {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions: replicas
+                .iter()
+                .map(|replicas| crate::cluster::PartitionRecord {
+                    replicas: replicas.to_vec(),
+                    leader: replicas[0],
+                    leader_epoch: 0,
+                    isr: replicas.to_vec(),
+                })
+                .collect(),
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            created_index: 0,
+        }
+    }
+
+    fn three_brokers() -> (ClusterState, Vec<Uuid>) {
+        let mut state = ClusterState::default();
+        let incarnations: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+        for (id, incarnation) in incarnations.iter().enumerate() {
+            let id = id as i32 + 1;
+            state.apply(
+                id as u64,
+                &Command::RegisterBroker(registration(id, *incarnation, "c")),
+            );
+        }
+        (state, incarnations)
+    }
+
+    fn placed(state: &ClusterState, topic: &str, partition: usize) -> (i32, i32, Vec<i32>) {
+        let p = &state.topics[topic].partitions[partition];
+        (p.leader, p.leader_epoch, p.isr.clone())
+    }
+
+    #[test]
+    fn a_fenced_leader_is_replaced_from_the_isr_and_the_last_one_stays_in_it() {
+        let (mut state, incarnations) = three_brokers();
+        state.apply(
+            10,
+            &Command::CreateTopic(topic("t", &[&[1, 2, 3], &[2, 3, 1]], &[])),
+        );
+        let fence = |id: i32| Command::FenceBroker {
+            id,
+            incarnation: incarnations[id as usize - 1],
+        };
+        state.apply(11, &fence(1));
+        assert_eq!(placed(&state, "t", 0), (2, 1, vec![2, 3]));
+        // A follower fenced leaves the ISR; the leader and its epoch stay.
+        assert_eq!(placed(&state, "t", 1), (2, 0, vec![2, 3]));
+        state.apply(12, &fence(2));
+        assert_eq!(placed(&state, "t", 0), (3, 2, vec![3]));
+        state.apply(13, &fence(3));
+        assert_eq!(placed(&state, "t", 0), (NO_LEADER, 3, vec![3]));
+        // Broker 1 is back but was not in sync: no leader (clean election only).
+        state.apply(
+            14,
+            &Command::UnfenceBroker {
+                id: 1,
+                incarnation: incarnations[0],
+            },
+        );
+        assert_eq!(placed(&state, "t", 0).0, NO_LEADER);
+        // Broker 3, the last in sync, restarts (a new incarnation) and leads again.
+        state.apply(
+            15,
+            &Command::RegisterBroker(registration(3, Uuid::new_v4(), "c")),
+        );
+        assert_eq!(placed(&state, "t", 0), (3, 4, vec![3]));
+    }
+
+    #[test]
+    fn unclean_election_takes_a_live_replica_outside_the_isr() {
+        let (mut state, incarnations) = three_brokers();
+        state.apply(
+            10,
+            &Command::CreateTopic(topic(
+                "u",
+                &[&[1, 2]],
+                &[("unclean.leader.election.enable", "true")],
+            )),
+        );
+        let fence = |id: i32| Command::FenceBroker {
+            id,
+            incarnation: incarnations[id as usize - 1],
+        };
+        state.apply(11, &fence(2));
+        assert_eq!(placed(&state, "u", 0), (1, 0, vec![1]));
+        state.apply(
+            12,
+            &Command::UnfenceBroker {
+                id: 2,
+                incarnation: incarnations[1],
+            },
+        );
+        state.apply(13, &fence(1));
+        assert_eq!(placed(&state, "u", 0), (2, 1, vec![2]));
+    }
+
+    #[test]
+    fn isr_changes_apply_only_from_the_current_leader_and_epoch() {
+        let (mut state, incarnations) = three_brokers();
+        let record = topic("t", &[&[1, 2, 3]], &[]);
+        let id = record.id;
+        state.apply(10, &Command::CreateTopic(record));
+        let alter = |leader: i32, leader_epoch: i32, isr: &[i32]| Command::AlterPartition {
+            topic: "t".to_string(),
+            topic_id: id,
+            partition: 0,
+            leader,
+            leader_epoch,
+            isr: isr.to_vec(),
+        };
+        assert_eq!(
+            state.apply(11, &alter(1, 0, &[3, 1])),
+            Reply::PartitionAltered
+        );
+        assert_eq!(placed(&state, "t", 0), (1, 0, vec![1, 3]));
+        assert_eq!(state.apply(12, &alter(2, 0, &[1, 2, 3])), Reply::Stale);
+        assert_eq!(state.apply(13, &alter(1, 1, &[1, 2, 3])), Reply::Stale);
+        assert_eq!(
+            state.apply(14, &alter(1, 0, &[2, 3])),
+            Reply::Stale,
+            "without its leader"
+        );
+        state.apply(
+            15,
+            &Command::FenceBroker {
+                id: 2,
+                incarnation: incarnations[1],
+            },
+        );
+        assert_eq!(
+            state.apply(16, &alter(1, 0, &[1, 2, 3])),
+            Reply::Stale,
+            "a fenced broker cannot join"
+        );
+        assert_eq!(state.apply(17, &alter(1, 0, &[1])), Reply::PartitionAltered);
+        assert_eq!(placed(&state, "t", 0), (1, 0, vec![1]));
     }
 
     #[test]

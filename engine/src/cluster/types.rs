@@ -48,6 +48,9 @@ pub struct PartitionRecord {
     pub isr: Vec<i32>,
 }
 
+/// No leader: every in-sync replica is fenced (and unclean election is off).
+pub const NO_LEADER: i32 = -1;
+
 /// A topic as the cluster keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRecord {
@@ -62,6 +65,14 @@ pub struct TopicRecord {
 }
 
 impl TopicRecord {
+    /// `unclean.leader.election.enable`: a replica outside the ISR may become leader when
+    /// no in-sync replica is left (losing what only the ISR had).
+    pub fn unclean_election(&self) -> bool {
+        self.configs
+            .get("unclean.leader.election.enable")
+            .is_some_and(|value| value == "true")
+    }
+
     /// Partitions with a replica on `broker`.
     pub fn hosted_on(&self, broker: i32) -> impl Iterator<Item = i32> + '_ {
         self.partitions
@@ -97,6 +108,16 @@ pub enum Command {
         id: i32,
         incarnation: Uuid,
     },
+    /// A partition's leader changes its ISR (Kafka's AlterPartition): applied only if
+    /// `leader` still leads the partition in `leader_epoch`.
+    AlterPartition {
+        topic: String,
+        topic_id: Uuid,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
 /// What applying a [`Command`] did.
@@ -119,6 +140,8 @@ pub enum Reply {
         first: i64,
         count: i64,
     },
+    /// The ISR was changed as asked.
+    PartitionAltered,
     /// The command named an incarnation that is no longer registered: nothing changed.
     Stale,
     /// A Raft-internal entry (blank, membership).

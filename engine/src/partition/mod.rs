@@ -7,10 +7,12 @@
 //! once the original is as durable as the retry asks.
 
 pub mod dir;
+pub mod epochs;
 pub mod offline;
 pub mod producers;
+pub mod replica;
 
-use std::cell::{RefCell, RefMut};
+use std::cell::{Cell, RefCell, RefMut};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -22,7 +24,9 @@ use tokio::sync::Notify;
 use crate::io::Disk;
 use crate::storage::{Ack, Appended, Clock, PartitionLog, StorageError};
 use crate::topic_config::TopicSettings;
+use epochs::EpochCache;
 use producers::{ProducerStates, SequenceCheck, SequenceError};
+use replica::{ReplicaError, Role};
 
 /// Bytes at the end of a log read back to rebuild producer state after opening.
 const PRODUCER_STATE_REBUILD_BYTES: u64 = 1024 * 1024;
@@ -34,6 +38,8 @@ pub enum PartitionError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Sequence(#[from] SequenceError),
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
 }
 
 impl PartitionError {
@@ -42,6 +48,7 @@ impl PartitionError {
         match self {
             PartitionError::Storage(error) => error.error_code(),
             PartitionError::Sequence(error) => error.error_code(),
+            PartitionError::Replica(error) => error.error_code(),
         }
     }
 }
@@ -62,6 +69,9 @@ pub struct AppendedBatches {
     /// Records and bytes newly stored (retries not counted).
     pub records: u64,
     pub bytes: u64,
+    /// The leader epoch they were appended in (None on a single node): acks=all waits
+    /// for the ISR in that epoch.
+    pub leader_epoch: Option<i32>,
 }
 
 /// A partition log this shard owns, with its topic settings and idempotent producers.
@@ -71,6 +81,25 @@ pub struct LocalPartition {
     pub topic_id: uuid::Uuid,
     /// Loaded from the log's tail on the first idempotent batch after opening.
     producers: RefCell<Option<ProducerStates>>,
+    disk: Disk,
+    /// This broker's id (its replica id in a cluster).
+    node_id: i32,
+    role: RefCell<Role>,
+    /// The replicated high watermark (unused on a single node).
+    high_watermark: Cell<i64>,
+    /// Woken when the high watermark or the role changes (acks=all waits on it).
+    hw_moved: Rc<Notify>,
+    /// Woken when readers may see more (long-polling fetches wait on it).
+    data_arrived: Rc<Notify>,
+    epochs: RefCell<EpochCache>,
+}
+
+/// Where a partition is opened: on a single node, or as a replica of a cluster (which
+/// serves nothing until the controller's view gives it its part).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replication {
+    Single,
+    Cluster { node_id: i32 },
 }
 
 impl LocalPartition {
@@ -82,14 +111,31 @@ impl LocalPartition {
         settings: TopicSettings,
         topic_id: uuid::Uuid,
         data_arrived: Rc<Notify>,
+        replication: Replication,
     ) -> Result<LocalPartition, StorageError> {
-        let log = PartitionLog::open(disk, dir, settings.log.clone(), Clock::system()).await?;
-        log.set_data_notify(data_arrived);
+        let log =
+            PartitionLog::open(disk.clone(), dir, settings.log.clone(), Clock::system()).await?;
+        log.set_data_notify(data_arrived.clone());
+        let (role, node_id, epochs) = match replication {
+            Replication::Single => (Role::Single, -1, EpochCache::default()),
+            Replication::Cluster { node_id } => {
+                let epochs = EpochCache::load(&disk, log.dir(), log.log_end_offset()).await?;
+                (Role::Waiting, node_id, epochs)
+            }
+        };
+        let high_watermark = Cell::new(log.log_start_offset());
         Ok(LocalPartition {
             log,
             settings: RefCell::new(settings),
             topic_id,
             producers: RefCell::new(None),
+            disk,
+            node_id,
+            role: RefCell::new(role),
+            high_watermark,
+            hw_moved: Rc::new(Notify::new()),
+            data_arrived,
+            epochs: RefCell::new(epochs),
         })
     }
 
@@ -101,13 +147,22 @@ impl LocalPartition {
         batches: Vec<ValidBatch>,
         ack: Ack,
     ) -> Result<AppendedBatches, PartitionError> {
+        let leader_epoch = self.epoch_for_append(ack)?;
         let mut appended = AppendedBatches {
             base_offset: -1,
             waits: Vec::with_capacity(batches.len()),
             records: 0,
             bytes: 0,
+            leader_epoch,
         };
-        for ValidBatch { bytes, header } in batches {
+        for ValidBatch {
+            mut bytes,
+            mut header,
+        } in batches
+        {
+            if let Some(epoch) = leader_epoch {
+                replica::stamp_epoch(&mut bytes, &mut header, epoch);
+            }
             if header.producer_id >= 0 {
                 if let SequenceCheck::Duplicate { base_offset } =
                     self.producers().await?.check(&header)?

@@ -370,8 +370,18 @@ async fn run_shard(
     tokio::task::spawn_local(publish_sizes_loop(shard.clone()));
     tokio::task::spawn_local(group_ticker(shard.clone()));
     tokio::task::spawn_local(offsets_expiry_loop(shard.clone()));
-    if let (0, Some(cluster)) = (id, shard.context.cluster.clone()) {
-        tokio::task::spawn_local(crate::api::cluster_topics::follow(shard.clone(), cluster));
+    if let Some(cluster) = shard.context.cluster.clone() {
+        if let Some(config) = &shard.context.config.cluster {
+            let lag_max = config.replica_lag_time_max;
+            tokio::task::spawn_local(crate::replication::isr::maintain(
+                shard.clone(),
+                cluster.clone(),
+                lag_max,
+            ));
+        }
+        if id == 0 {
+            tokio::task::spawn_local(crate::api::cluster_topics::follow(shard.clone(), cluster));
+        }
     }
     // Accepting and the inbox each run in a task of their own: an io_uring accept must never
     // be cancelled (as a losing `select!` branch would be), or the connection it completes

@@ -87,6 +87,8 @@ pub struct Shard {
     /// The consumer groups this shard coordinates.
     pub coordinator: crate::group::Coordinator,
     offsets: std::cell::OnceCell<crate::group::OffsetStore>,
+    /// Leader brokers a replica fetcher of this shard runs for (cluster mode).
+    pub fetchers: RefCell<std::collections::BTreeSet<i32>>,
     me: std::rc::Weak<Shard>,
 }
 
@@ -103,6 +105,7 @@ impl Shard {
             data_arrived: Rc::new(Notify::new()),
             coordinator: crate::group::Coordinator::new(group_settings),
             offsets: std::cell::OnceCell::new(),
+            fetchers: RefCell::new(std::collections::BTreeSet::new()),
             me: me.clone(),
         })
     }
@@ -201,6 +204,12 @@ impl Shard {
         let settings = topic_settings(&self.effective_config().log_defaults, &topic.configs)
             .map_err(StorageError::InvalidConfig)?;
         let dir = partition_dir(&self.context.config, &topic.name, partition);
+        let replication = match topic.cluster {
+            Some(_) => crate::partition::Replication::Cluster {
+                node_id: self.context.config.node_id,
+            },
+            None => crate::partition::Replication::Single,
+        };
         let opened = async {
             crate::partition::dir::claim(&self.disk, &dir, topic.id).await?;
             LocalPartition::open(
@@ -209,6 +218,7 @@ impl Shard {
                 settings,
                 topic.id,
                 self.data_arrived.clone(),
+                replication,
             )
             .await
         }
@@ -416,6 +426,15 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Every local partition with its topic and index.
+    pub fn local_partition_entries(&self) -> Vec<((String, i32), Rc<LocalPartition>)> {
+        self.partitions
+            .borrow()
+            .iter()
+            .map(|(key, local)| (key.clone(), local.clone()))
+            .collect()
     }
 
     /// Every local partition (for retention and shutdown).
