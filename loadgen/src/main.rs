@@ -128,6 +128,9 @@ struct WorkloadArgs {
     /// Partitions, when the topic is created.
     #[arg(long, default_value_t = 8)]
     partitions: i32,
+    /// Replicas of each partition, when the topic is created (against a cluster).
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i16,
     #[arg(long, default_value_t = 2)]
     producers: usize,
     #[arg(long, default_value_t = 2)]
@@ -223,6 +226,7 @@ impl WorkloadArgs {
         Ok(Workload {
             topic: self.topic.clone(),
             partitions: self.partitions,
+            replication_factor: self.replication_factor,
             producers: self.producers,
             consumers: self.consumers,
             message_bytes: self.message_bytes,

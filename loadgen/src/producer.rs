@@ -47,7 +47,10 @@ pub struct Producer {
     id: u32,
     workload: Arc<Workload>,
     stats: Arc<Stats>,
-    pipeline: Arc<Pipeline>,
+    /// One connection per broker leading some partition.
+    pipelines: Vec<Arc<Pipeline>>,
+    /// The pipeline of each partition's leader.
+    routes: Vec<usize>,
     produce_version: i16,
     layout: BatchLayout,
     accumulators: Vec<Accumulator>,
@@ -61,18 +64,24 @@ pub struct Producer {
     totals: ProducerTotals,
 }
 
-/// The next request from the queue of sealed batches: batches in queue order, at most one
-/// per partition (a later batch of a partition never overtakes an earlier one), at most
-/// `max_bytes` together (a single larger batch goes alone).
-fn take_request(queue: &mut VecDeque<Sealed>, max_bytes: usize) -> Option<Vec<Sealed>> {
+/// The next request from the queue of sealed batches: batches in queue order, all for the
+/// broker (`routes`) of the first, at most one per partition (a later batch of a partition
+/// never overtakes an earlier one), at most `max_bytes` together (a single larger batch
+/// goes alone).
+fn take_request(
+    queue: &mut VecDeque<Sealed>,
+    max_bytes: usize,
+    routes: &[usize],
+) -> Option<Vec<Sealed>> {
     let mut taken = Vec::new();
     let mut bytes = 0;
     let mut seen: Vec<i32> = Vec::new();
+    let route = routes[queue.front()?.partition as usize];
     let mut at = 0;
     while at < queue.len() {
         let partition = queue[at].partition;
         let len = queue[at].bytes.len();
-        if seen.contains(&partition) {
+        if seen.contains(&partition) || routes[partition as usize] != route {
             at += 1;
             continue;
         }
@@ -88,20 +97,37 @@ fn take_request(queue: &mut VecDeque<Sealed>, max_bytes: usize) -> Option<Vec<Se
 }
 
 impl Producer {
+    /// Connects to every broker of `leaders` (the leader's address of each partition).
     pub async fn connect(
         id: u32,
-        address: &str,
+        leaders: &[String],
         workload: Arc<Workload>,
         stats: Arc<Stats>,
         produce_version: i16,
     ) -> Result<Producer, String> {
-        let pipeline = Pipeline::connect(
-            address,
-            &format!("loadgen-producer-{id}"),
-            workload.in_flight,
-        )
-        .await
-        .map_err(|error| error.to_string())?;
+        let mut addresses: Vec<&String> = Vec::new();
+        let mut routes = Vec::with_capacity(leaders.len());
+        for leader in leaders {
+            let route = match addresses.iter().position(|address| *address == leader) {
+                Some(route) => route,
+                None => {
+                    addresses.push(leader);
+                    addresses.len() - 1
+                }
+            };
+            routes.push(route);
+        }
+        let mut pipelines = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let pipeline = Pipeline::connect(
+                address,
+                &format!("loadgen-producer-{id}"),
+                workload.in_flight,
+            )
+            .await
+            .map_err(|error| format!("{address}: {error}"))?;
+            pipelines.push(Arc::new(pipeline));
+        }
         let key_bytes = workload.keys.is_keyed().then_some(KEY_BYTES);
         let layout =
             BatchLayout::for_batch_bytes(workload.batch_bytes, key_bytes, workload.message_bytes);
@@ -109,7 +135,8 @@ impl Producer {
         Ok(Producer {
             id,
             stats,
-            pipeline: Arc::new(pipeline),
+            pipelines,
+            routes,
             produce_version,
             layout,
             accumulators: (0..partitions).map(|_| Accumulator::default()).collect(),
@@ -190,7 +217,9 @@ impl Producer {
                     }
                 }
             }
-            while let Some(request) = take_request(&mut queue, self.workload.max_request_bytes) {
+            while let Some(request) =
+                take_request(&mut queue, self.workload.max_request_bytes, &self.routes)
+            {
                 if let Err(message) = self.send(request, &mut acks).await {
                     self.stats.error(message);
                     break;
@@ -374,6 +403,7 @@ impl Producer {
         request: Vec<Sealed>,
         acks: &mut tokio::task::JoinSet<()>,
     ) -> Result<(), String> {
+        let pipeline = self.pipelines[self.routes[request[0].partition as usize]].clone();
         let by_partition: Vec<(i32, Vec<u8>, Vec<Vec<i64>>)> = request
             .into_iter()
             .map(|sealed| (sealed.partition, sealed.bytes, vec![sealed.intended_us]))
@@ -401,14 +431,13 @@ impl Producer {
                 )))
                 .with_partition_data(data)]);
         let expect_response = self.workload.acks != 0;
-        let written_before = self.pipeline.bytes_written();
-        let answer = self
-            .pipeline
+        let written_before = pipeline.bytes_written();
+        let answer = pipeline
             .send(&request, self.produce_version, expect_response)
             .await
             .map_err(|error| error.to_string())?;
         self.stats
-            .wire_bytes(self.pipeline.bytes_written() - written_before, now_us());
+            .wire_bytes(pipeline.bytes_written() - written_before, now_us());
         self.totals.requests += 1;
         let buffered = self.buffered.clone();
         let record_bytes = self.workload.message_bytes as u64;

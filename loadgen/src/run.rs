@@ -105,8 +105,9 @@ async fn log_ends(
     }
 }
 
-/// Creates the topic if it does not exist; returns its partition count.
-async fn ensure_topic(client: &mut Client, workload: &Workload) -> Result<i32, String> {
+/// Creates the topic if it does not exist; returns the address of each partition's leader
+/// (one broker's for all of them on a single node; a cluster's leaders spread).
+async fn ensure_topic(client: &mut Client, workload: &Workload) -> Result<Vec<String>, String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut created = false;
     loop {
@@ -127,8 +128,17 @@ async fn ensure_topic(client: &mut Client, workload: &Workload) -> Result<i32, S
             .first()
             .ok_or("metadata returned no topic")?;
         if topic.error_code == 0 && !topic.partitions.is_empty() {
-            if topic.partitions.iter().all(|p| p.leader_id.0 >= 0) {
-                return Ok(topic.partitions.len() as i32);
+            let mut partitions: Vec<_> = topic.partitions.iter().collect();
+            partitions.sort_by_key(|p| p.partition_index);
+            let leaders: Option<Vec<String>> = partitions
+                .iter()
+                .map(|p| {
+                    let broker = metadata.brokers.iter().find(|b| b.node_id == p.leader_id)?;
+                    Some(format!("{}:{}", broker.host, broker.port))
+                })
+                .collect();
+            if let Some(leaders) = leaders {
+                return Ok(leaders);
             }
         } else if !created {
             let request = CreateTopicsRequest::default()
@@ -136,7 +146,7 @@ async fn ensure_topic(client: &mut Client, workload: &Workload) -> Result<i32, S
                 .with_topics(vec![CreatableTopic::default()
                     .with_name(topic_name(&workload.topic))
                     .with_num_partitions(workload.partitions)
-                    .with_replication_factor(1)]);
+                    .with_replication_factor(workload.replication_factor)]);
             let version = client
                 .version_for::<CreateTopicsRequest>(5)
                 .map_err(|e| e.to_string())?;
@@ -176,7 +186,18 @@ pub async fn run(
     let mut admin = Client::connect(address, "loadgen-admin")
         .await
         .map_err(|error| format!("cannot reach the broker at {address}: {error}"))?;
-    let partitions = ensure_topic(&mut admin, &workload).await?;
+    let leaders = ensure_topic(&mut admin, &workload).await?;
+    let partitions = leaders.len() as i32;
+    let mut brokers = leaders.clone();
+    brokers.sort();
+    brokers.dedup();
+    if brokers.len() > 1 && workload.consumers > 0 {
+        return Err(format!(
+            "the partitions of '{}' are led by {} brokers; loadgen's consumers read through one: run with --consumers 0 against a cluster",
+            workload.topic,
+            brokers.len()
+        ));
+    }
     if partitions != workload.partitions {
         eprintln!(
             "topic {} exists with {partitions} partitions; using them",
@@ -188,7 +209,10 @@ pub async fn run(
         .version_for::<ProduceRequest>(9)
         .map_err(|error| error.to_string())?;
     let all: Vec<i32> = (0..partitions).collect();
-    let ends = log_ends(&mut admin, &workload.topic, &all).await?;
+    let ends = match workload.consumers {
+        0 => Vec::new(),
+        _ => log_ends(&mut admin, &workload.topic, &all).await?,
+    };
     let workload = Arc::new(workload);
 
     let done = Arc::new(AtomicBool::new(false));
@@ -250,7 +274,7 @@ pub async fn run(
     for id in 0..workload.producers {
         let producer = Producer::connect(
             id as u32,
-            address,
+            &leaders,
             workload.clone(),
             stats.clone(),
             produce_version,

@@ -148,6 +148,8 @@ pub fn parse_acks(text: &str) -> Result<i16, String> {
 pub struct Workload {
     pub topic: String,
     pub partitions: i32,
+    /// Replicas of each partition, when the topic is created (a cluster's brokers).
+    pub replication_factor: i16,
     pub producers: usize,
     pub consumers: usize,
     pub message_bytes: usize,
@@ -202,6 +204,7 @@ impl Workload {
         Workload {
             topic: topic.into(),
             partitions: 8,
+            replication_factor: 1,
             producers: 2,
             consumers: 2,
             message_bytes: 100,
