@@ -97,14 +97,12 @@ pub async fn create(
                     format!("{partitions} partitions requested; a topic has 1 to {PARTITIONS_PER_TOPIC_MAX}"),
                 ));
             }
+            let racks: Vec<(i32, Option<String>)> = view
+                .live_brokers()
+                .map(|broker| (broker.registration.id, broker.registration.rack.clone()))
+                .collect();
             let start = (uuid::Uuid::new_v4().as_u128() % live.len() as u128) as usize;
-            (0..partitions as usize)
-                .map(|partition| {
-                    (0..factor as usize)
-                        .map(|replica| live[(start + partition + replica) % live.len()])
-                        .collect()
-                })
-                .collect()
+            place_replicas(&racks, partitions as usize, factor as usize, start)
         }
     };
     let record = TopicRecord {
@@ -150,6 +148,46 @@ pub async fn create(
         )),
         Err(refused) => Err(refused_error(refused)),
     }
+}
+
+/// Replicas for each of `partitions`, `factor` each on distinct brokers: round robin over
+/// the brokers from `start`, the next replica on the next broker. When every broker has a
+/// rack, the brokers are ordered alternating racks first (Kafka's rack-aware placement), so a
+/// partition's replicas are on as many racks as there are, up to `factor`.
+pub fn place_replicas(
+    brokers: &[(i32, Option<String>)],
+    partitions: usize,
+    factor: usize,
+    start: usize,
+) -> Vec<Vec<i32>> {
+    let mut sorted = brokers.to_vec();
+    sorted.sort();
+    let order: Vec<i32> = if sorted.iter().all(|(_, rack)| rack.is_some()) {
+        let mut by_rack: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (id, rack) in &sorted {
+            by_rack
+                .entry(rack.as_deref().expect("checked"))
+                .or_default()
+                .push(*id);
+        }
+        let deepest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+        (0..deepest)
+            .flat_map(|round| {
+                by_rack
+                    .values()
+                    .filter_map(move |ids| ids.get(round).copied())
+            })
+            .collect()
+    } else {
+        sorted.iter().map(|(id, _)| *id).collect()
+    };
+    (0..partitions)
+        .map(|partition| {
+            (0..factor)
+                .map(|replica| order[(start + partition + replica) % order.len()])
+                .collect()
+        })
+        .collect()
 }
 
 /// Deletes a topic from the cluster; each broker removes its copy when it sees that.
@@ -332,5 +370,30 @@ pub async fn reconcile(shard: &Rc<Shard>, view: &ClusterView) {
         .is_some_and(|cluster| cluster.caught_up(view));
     if caught_up {
         crate::replication::assign_roles(shard, view).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::place_replicas;
+
+    #[test]
+    fn replicas_spread_over_racks_when_every_broker_has_one() {
+        let racked: Vec<(i32, Option<String>)> = [(1, "a"), (2, "a"), (3, "b"), (4, "b")]
+            .iter()
+            .map(|(id, rack)| (*id, Some(rack.to_string())))
+            .collect();
+        let rack_of = |id: i32| racked.iter().find(|(b, _)| *b == id).unwrap().1.clone();
+        for start in 0..4 {
+            for replicas in place_replicas(&racked, 8, 2, start) {
+                assert_ne!(rack_of(replicas[0]), rack_of(replicas[1]), "{replicas:?}");
+            }
+        }
+        // Without racks (or with some missing): plain round robin over the sorted ids.
+        let plain: Vec<(i32, Option<String>)> = vec![(2, None), (1, Some("a".into())), (3, None)];
+        assert_eq!(
+            place_replicas(&plain, 3, 3, 0),
+            vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]
+        );
     }
 }
