@@ -105,6 +105,27 @@ async fn log_ends(
     }
 }
 
+/// The log end offset of each partition, asked of its leader: also waits until every
+/// leader serves its partitions (a cluster's brokers take their part a moment after the
+/// topic is created).
+async fn leader_log_ends(leaders: &[String], topic: &str) -> Result<Vec<(i32, i64)>, String> {
+    let mut brokers: Vec<&String> = leaders.iter().collect();
+    brokers.sort();
+    brokers.dedup();
+    let mut ends = Vec::with_capacity(leaders.len());
+    for broker in brokers {
+        let mine: Vec<i32> = (0..leaders.len() as i32)
+            .filter(|p| &leaders[*p as usize] == broker)
+            .collect();
+        let mut client = Client::connect(broker, "loadgen-admin")
+            .await
+            .map_err(|error| format!("cannot reach the leader at {broker}: {error}"))?;
+        ends.extend(log_ends(&mut client, topic, &mine).await?);
+    }
+    ends.sort();
+    Ok(ends)
+}
+
 /// Creates the topic if it does not exist; returns the address of each partition's leader
 /// (one broker's for all of them on a single node; a cluster's leaders spread).
 async fn ensure_topic(client: &mut Client, workload: &Workload) -> Result<Vec<String>, String> {
@@ -208,11 +229,7 @@ pub async fn run(
     let produce_version = admin
         .version_for::<ProduceRequest>(9)
         .map_err(|error| error.to_string())?;
-    let all: Vec<i32> = (0..partitions).collect();
-    let ends = match workload.consumers {
-        0 => Vec::new(),
-        _ => log_ends(&mut admin, &workload.topic, &all).await?,
-    };
+    let ends = leader_log_ends(&leaders, &workload.topic).await?;
     let workload = Arc::new(workload);
 
     let done = Arc::new(AtomicBool::new(false));
