@@ -60,6 +60,9 @@ struct Followed {
     partition: i32,
     local: Rc<LocalPartition>,
     state: FollowerState,
+    /// The partition's append gate: held while the fetcher cuts or appends, so an append
+    /// the partition began as leader (before the view made it a follower) finishes first.
+    gate: crate::shard::AppendGate,
 }
 
 fn followed_from(shard: &Shard, leader: i32) -> Vec<Followed> {
@@ -68,11 +71,15 @@ fn followed_from(shard: &Shard, leader: i32) -> Vec<Followed> {
         .into_iter()
         .filter_map(|((topic, partition), local)| {
             let state = local.following().filter(|state| state.leader == leader)?;
+            let gate = shard
+                .append_gates(std::iter::once((&topic, partition)))
+                .pop()?;
             Some(Followed {
                 topic,
                 partition,
                 local,
                 state,
+                gate,
             })
         })
         .collect()
@@ -236,6 +243,7 @@ async fn check_epochs(
 }
 
 async fn cut(followed: &Followed, leader_epoch: i32, leader_end: i64) {
+    let _appends_held = followed.gate.lock().await;
     // The role may have changed while the request was out: only the same epoch is cut.
     if followed.local.following().map(|state| state.epoch) != Some(followed.state.epoch) {
         return;
@@ -319,6 +327,7 @@ async fn fetch(client: &mut Client, me: i32, ready: Vec<Followed>) -> Result<boo
 
 /// Appends the whole batches of `records` at or after the log end.
 async fn append(followed: &Followed, records: &[u8]) -> Result<(), FollowError> {
+    let _appends_held = followed.gate.lock().await;
     let log_end = followed.local.log.log_end_offset();
     let mut batches = Vec::new();
     let mut at = 0;
