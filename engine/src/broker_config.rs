@@ -29,6 +29,7 @@ pub enum Source {
 pub const TYPE_BOOLEAN: i8 = 1;
 pub const TYPE_STRING: i8 = 2;
 pub const TYPE_INT: i8 = 3;
+pub const TYPE_SHORT: i8 = 4;
 pub const TYPE_LONG: i8 = 5;
 pub const TYPE_LIST: i8 = 7;
 
@@ -231,6 +232,16 @@ fn read_only(
             "offsets.retention.minutes",
             TYPE_INT,
             (groups.offsets_retention.as_secs() / 60).to_string(),
+        ),
+        (
+            "offsets.topic.num.partitions",
+            TYPE_INT,
+            groups.offsets_topic_partitions.to_string(),
+        ),
+        (
+            "offsets.topic.replication.factor",
+            TYPE_SHORT,
+            groups.offsets_topic_replication_factor.to_string(),
         ),
         (
             "offsets.topic.segment.bytes",

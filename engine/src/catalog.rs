@@ -268,6 +268,18 @@ pub fn placement(topic: &str, partition: usize, shards: usize) -> usize {
     (first + partition) % shards
 }
 
+/// Refuses client writes, creations and deletions of the internal offsets topic (the
+/// broker alone writes `__consumer_offsets`; on a single node its name would also collide
+/// with the per-shard offsets logs).
+pub fn refuse_internal_topic(name: &str, what: &str) -> Result<(), String> {
+    if name == crate::group::OFFSETS_TOPIC {
+        return Err(format!(
+            "'{name}' is the internal topic of committed offsets: {what} it is not allowed"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a topic name as Kafka does: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {

@@ -794,3 +794,112 @@ fn bad_cluster_flags_are_named() {
         assert!(stderr.contains(message), "{flags:?}: {stderr}");
     }
 }
+
+/// A client of `group` (not subscribed) that commits only when told to.
+fn group_client(node: &Node, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &node.process.address)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer")
+}
+
+/// The offsets of `group` committed for `topic`'s partitions, as a member bootstrapped
+/// through `node` reads them (retried while the coordinator moves), once they equal
+/// `expected` (partition -> offset; a partition absent has none).
+fn wait_for_committed(
+    node: &Node,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    expected: &BTreeMap<i32, i64>,
+) {
+    let consumer = group_client(node, group);
+    let mut wanted = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        wanted.add_partition(topic, partition);
+    }
+    let deadline = Instant::now() + CONVERGE;
+    let mut last = None;
+    loop {
+        if let Ok(committed) = consumer.committed_offsets(wanted.clone(), Duration::from_secs(5)) {
+            let seen: BTreeMap<i32, i64> = committed
+                .elements()
+                .iter()
+                .filter_map(|element| match element.offset() {
+                    rdkafka::Offset::Offset(offset) => Some((element.partition(), offset)),
+                    _ => None,
+                })
+                .collect();
+            if seen == *expected {
+                return;
+            }
+            last = Some(seen);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{group}: committed {last:?}, expected {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Commits `offsets` for `group` through `node` (retried while the coordinator moves).
+fn commit_through(node: &Node, group: &str, topic: &str, offsets: &BTreeMap<i32, i64>) {
+    let consumer = group_client(node, group);
+    let mut list = rdkafka::TopicPartitionList::new();
+    for (partition, offset) in offsets {
+        list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset))
+            .expect("offset");
+    }
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        match consumer.commit(&list, rdkafka::consumer::CommitMode::Sync) {
+            Ok(()) => return,
+            Err(error) => assert!(
+                Instant::now() < deadline,
+                "{group}: commit not accepted: {error}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Committed offsets live in the replicated `__consumer_offsets`: each broker is killed
+/// in turn, so the group's coordinator is killed at least once (its partition's
+/// leadership moves only when its broker dies); after each kill a client of a survivor
+/// reads back exactly the offsets committed before it, and commits again.
+#[tokio::test(flavor = "multi_thread")]
+async fn committed_offsets_survive_the_coordinators_broker_being_killed() {
+    let mut nodes = start_cluster(&[]);
+    let all: BTreeSet<i32> = nodes.iter().map(|node| node.id).collect();
+    converge(&nodes.iter().collect::<Vec<_>>(), &all, &all);
+    let topic = NewTopic::new("tracked", 3, TopicReplication::Fixed(3));
+    let created = admin(&nodes[0])
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("create topics answered");
+    assert_eq!(created[0], Ok("tracked".to_string()));
+    wait_for_isr(&nodes[0], "tracked", 3, &all);
+    let mut expected = BTreeMap::new();
+    for round in 0..3usize {
+        let survivor = &nodes[(round + 1) % 3];
+        wait_for_committed(survivor, "keeper", "tracked", 3, &expected);
+        expected = (0..3)
+            .map(|p| (p, (round as i64 + 1) * 100 + p as i64))
+            .collect();
+        commit_through(survivor, "keeper", "tracked", &expected);
+        nodes[round].process.kill();
+        wait_for_committed(&nodes[(round + 1) % 3], "keeper", "tracked", 3, &expected);
+        nodes[round].process.kill_and_restart();
+        wait_for_isr(&nodes[round], "__consumer_offsets", 16, &all);
+    }
+    // The internal topic refuses clients' writes and deletion.
+    let deleted = admin(&nodes[1])
+        .delete_topics(&["__consumer_offsets"], &AdminOptions::new())
+        .await
+        .expect("delete topics answered");
+    assert!(deleted[0].is_err(), "{deleted:?}");
+    wait_for_committed(&nodes[2], "keeper", "tracked", 3, &expected);
+}

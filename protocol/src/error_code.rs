@@ -42,6 +42,7 @@ error_codes! {
     NotLeaderOrFollower = 6, "this server is not the leader for that topic-partition";
     RequestTimedOut = 7, "the request timed out";
     MessageTooLarge = 10, "the request included a message larger than the max message size the server will accept";
+    CoordinatorLoadInProgress = 14, "the coordinator is loading and hence can't process requests";
     CoordinatorNotAvailable = 15, "the coordinator is not available";
     NotCoordinator = 16, "this is not the correct coordinator";
     InvalidTopicException = 17, "the request attempted an operation on an invalid topic";
@@ -55,6 +56,7 @@ error_codes! {
     UnknownMemberId = 25, "the coordinator is not aware of this member";
     InvalidSessionTimeout = 26, "the session timeout is not within the range allowed by the broker";
     RebalanceInProgress = 27, "the group is rebalancing, so a rejoin is needed";
+    InvalidCommitOffsetSize = 28, "the committing offset data size is not valid";
     InvalidTimestamp = 32, "the timestamp of the message is out of acceptable range";
     UnsupportedVersion = 35, "the version of API is not supported";
     TopicAlreadyExists = 36, "topic with this name already exists";

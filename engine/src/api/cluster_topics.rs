@@ -37,6 +37,37 @@ pub async fn create(
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<TopicRecord, ApiError> {
+    crate::catalog::refuse_internal_topic(name, "creating")
+        .map_err(|message| ApiError::new(ErrorCode::InvalidTopicException, message))?;
+    create_any(shard, cluster, name, placement, configs, validate_only).await
+}
+
+/// Creates the internal `__consumer_offsets` topic (see `group`).
+pub async fn create_offsets_topic(
+    shard: &Rc<Shard>,
+    cluster: &ClusterHandle,
+    placement: Placement,
+    configs: BTreeMap<String, String>,
+) -> Result<TopicRecord, ApiError> {
+    create_any(
+        shard,
+        cluster,
+        crate::group::OFFSETS_TOPIC,
+        placement,
+        configs,
+        false,
+    )
+    .await
+}
+
+async fn create_any(
+    shard: &Rc<Shard>,
+    cluster: &ClusterHandle,
+    name: &str,
+    placement: Placement,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<TopicRecord, ApiError> {
     validate_topic_name(name)
         .map_err(|message| ApiError::new(ErrorCode::InvalidTopicException, message))?;
     let config = shard.effective_config();
@@ -192,6 +223,8 @@ pub fn place_replicas(
 
 /// Deletes a topic from the cluster; each broker removes its copy when it sees that.
 pub async fn delete(cluster: &ClusterHandle, name: &str) -> Result<uuid::Uuid, ApiError> {
+    crate::catalog::refuse_internal_topic(name, "deleting")
+        .map_err(|message| ApiError::new(ErrorCode::InvalidTopicException, message))?;
     let unknown = || {
         ApiError::new(
             ErrorCode::UnknownTopicOrPartition,

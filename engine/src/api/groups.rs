@@ -1,7 +1,8 @@
 //! Consumer group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
 //! OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete. Each
-//! runs on the group's coordinator shard (`hash(group) % shards`); ListGroups asks every
-//! shard.
+//! runs on the group's coordinator shard: `hash(group) % shards` on a single node, in a
+//! cluster the owner shard of the group's `__consumer_offsets` partition on the broker
+//! leading it. ListGroups asks every shard.
 
 use std::rc::Rc;
 
@@ -47,37 +48,127 @@ fn instance(id: &Option<StrBytes>) -> Option<String> {
     id.as_ref().map(|id| id.to_string())
 }
 
-/// The shard coordinating `group`.
+/// The shard coordinating `group`: on a single node by the group's hash; in a cluster the
+/// shard owning the group's `__consumer_offsets` partition.
 pub fn coordinator_shard(shard: &Shard, group: &str) -> usize {
-    crate::group::coordinator_shard(group, shard.shard_count())
+    let shards = shard.shard_count();
+    if shard.context.cluster.is_none() {
+        return crate::group::coordinator_shard(group, shards);
+    }
+    let partition = crate::group::offsets_partition(
+        group,
+        shard.context.config.groups.offsets_topic_partitions,
+    );
+    shard
+        .context
+        .catalog
+        .snapshot()
+        .topics
+        .get(crate::group::OFFSETS_TOPIC)
+        .and_then(|topic| topic.owner(partition))
+        .unwrap_or_else(|| {
+            crate::catalog::placement(crate::group::OFFSETS_TOPIC, partition as usize, shards)
+        })
 }
 
-/// The broker coordinating `group`: this one on a single node; in a cluster, the
-/// registered broker the group's name hashes to (the same answer from every broker), or
-/// COORDINATOR_NOT_AVAILABLE while that broker is fenced. Groups do not move between
-/// brokers yet: their offsets stay with their coordinator.
-fn group_coordinator(shard: &Shard, group: &str) -> Result<super::cluster::BrokerEntry, ErrorCode> {
+/// The broker coordinating `group`: this one on a single node; in a cluster the leader of
+/// the group's `__consumer_offsets` partition (the same answer from every broker), or
+/// COORDINATOR_NOT_AVAILABLE while it has none or that topic does not exist yet (its
+/// creation is asked for then, as Kafka creates it on the first FindCoordinator).
+fn group_coordinator(
+    shard: &Rc<Shard>,
+    group: &str,
+) -> Result<super::cluster::BrokerEntry, ErrorCode> {
     let Some(cluster) = &shard.context.cluster else {
         return Ok(super::cluster::BrokerEntry::this_broker(shard));
     };
     let view = cluster.snapshot();
-    if view.brokers.is_empty() {
+    let Some(topic) = view.topics.get(crate::group::OFFSETS_TOPIC) else {
+        ensure_offsets_topic(shard, cluster.clone());
         return Err(ErrorCode::CoordinatorNotAvailable);
+    };
+    let partition = crate::group::offsets_partition(group, topic.partitions.len() as i32);
+    let leader = topic.partitions[partition as usize].leader;
+    let coordinator = view
+        .live_brokers()
+        .find(|broker| broker.registration.id == leader)
+        .map(super::cluster::BrokerEntry::registered);
+    coordinator.ok_or(ErrorCode::CoordinatorNotAvailable)
+}
+
+/// Has the quorum create `__consumer_offsets` (`offsets.topic.num.partitions`, replicas
+/// `offsets.topic.replication.factor` at most the voters, never deleted by retention)
+/// unless this shard is asking already. Until enough brokers are live the creation is
+/// refused and asked for again at the next FindCoordinator.
+fn ensure_offsets_topic(shard: &Rc<Shard>, cluster: std::sync::Arc<crate::cluster::ClusterHandle>) {
+    if shard.creating_offsets_topic.replace(true) {
+        return;
     }
-    let index = crate::catalog::stable_hash(group.as_bytes()) % view.brokers.len() as u64;
-    let broker = &view.brokers[index as usize];
-    if broker.fenced {
-        return Err(ErrorCode::CoordinatorNotAvailable);
-    }
-    Ok(super::cluster::BrokerEntry::registered(broker))
+    let shard = shard.clone();
+    tokio::task::spawn_local(async move {
+        let groups = &shard.context.config.groups;
+        let voters = shard
+            .context
+            .config
+            .cluster
+            .as_ref()
+            .map_or(1, |config| config.voters.len());
+        let factor = groups.offsets_topic_replication_factor.min(voters as i16);
+        let configs = [
+            ("retention.ms", "-1".to_string()),
+            ("retention.bytes", "-1".to_string()),
+            ("segment.bytes", groups.offsets_segment_bytes.to_string()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect();
+        let placement = super::cluster_topics::Placement {
+            partitions: groups.offsets_topic_partitions,
+            replication_factor: factor,
+            assignment: None,
+        };
+        let created =
+            super::cluster_topics::create_offsets_topic(&shard, &cluster, placement, configs).await;
+        match created {
+            Ok(_) => tracing::info!(replication_factor = factor, "created the offsets topic"),
+            Err(error) if error.code == ErrorCode::TopicAlreadyExists => {}
+            Err(error) => {
+                tracing::info!(error = %error.message, "the offsets topic cannot be created yet")
+            }
+        }
+        shard.creating_offsets_topic.set(false);
+    });
 }
 
 /// NOT_COORDINATOR (or COORDINATOR_NOT_AVAILABLE) for a group another broker coordinates.
-fn not_coordinated_here(shard: &Shard, group: &str) -> Option<ErrorCode> {
+fn not_coordinated_here(shard: &Rc<Shard>, group: &str) -> Option<ErrorCode> {
     match group_coordinator(shard, group) {
         Ok(broker) if broker.id == shard.context.config.node_id => None,
         Ok(_) => Some(ErrorCode::NotCoordinator),
         Err(code) => Some(code),
+    }
+}
+
+/// Whether a partition exists, for commits and offset deletions: in the local catalog on a
+/// single node; in a cluster in the controller's view (a broker holds copies only of the
+/// topics it hosts, and coordinates groups reading any topic).
+fn known_partitions(shard: &Shard) -> impl Fn(&str, i32) -> bool {
+    let catalog = shard.context.catalog.snapshot();
+    let view = shard
+        .context
+        .cluster
+        .as_ref()
+        .map(|cluster| cluster.snapshot());
+    move |topic: &str, partition: i32| match &view {
+        Some(view) => view
+            .topics
+            .get(topic)
+            .is_some_and(|record| (0..record.partitions.len() as i32).contains(&partition)),
+        None => catalog
+            .topics
+            .get(topic)
+            .and_then(|meta| meta.owner(partition))
+            .is_some(),
     }
 }
 
@@ -168,15 +259,14 @@ pub async fn join(
     let owner = coordinator_shard(shard, &group);
     let outcome = shard
         .call(owner, move |owner| async move {
-            owner.coordinator.join(join).await
+            owner.offsets_for(&join.group)?;
+            Ok(owner.coordinator.join(join).await)
         })
-        .await;
+        .await
+        .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable));
     let outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(_) => {
-            return JoinGroupResponse::default()
-                .with_error_code(ErrorCode::CoordinatorNotAvailable.code())
-        }
+        Err(refused) => return JoinGroupResponse::default().with_error_code(refused.code()),
     };
     JoinGroupResponse::default()
         .with_error_code(code(outcome.error))
@@ -215,7 +305,8 @@ pub async fn sync(shard: &Rc<Shard>, request: SyncGroupRequest) -> SyncGroupResp
     let owner = coordinator_shard(shard, &group);
     let outcome = shard
         .call(owner, move |owner| async move {
-            owner
+            owner.offsets_for(&group)?;
+            Ok(owner
                 .coordinator
                 .sync(
                     &group,
@@ -224,18 +315,17 @@ pub async fn sync(shard: &Rc<Shard>, request: SyncGroupRequest) -> SyncGroupResp
                     instance_id.as_deref(),
                     assignments,
                 )
-                .await
+                .await)
         })
-        .await;
+        .await
+        .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable));
     match outcome {
         Ok(outcome) => SyncGroupResponse::default()
             .with_error_code(code(outcome.error))
             .with_protocol_type(outcome.protocol_type.map(text))
             .with_protocol_name(outcome.protocol_name.map(text))
             .with_assignment(outcome.assignment),
-        Err(_) => {
-            SyncGroupResponse::default().with_error_code(ErrorCode::CoordinatorNotAvailable.code())
-        }
+        Err(refused) => SyncGroupResponse::default().with_error_code(refused.code()),
     }
 }
 
@@ -250,6 +340,9 @@ pub async fn heartbeat(shard: &Rc<Shard>, request: HeartbeatRequest) -> Heartbea
     let owner = coordinator_shard(shard, &group);
     let error = shard
         .call(owner, move |owner| async move {
+            if let Err(refused) = owner.offsets_for(&group) {
+                return Some(refused);
+            }
             owner
                 .coordinator
                 .heartbeat(&group, generation, &member, instance_id.as_deref())
@@ -281,6 +374,9 @@ pub async fn leave(
     let owner = coordinator_shard(shard, &group);
     let results = shard
         .call(owner, move |owner| async move {
+            if let Err(refused) = owner.offsets_for(&group) {
+                return vec![Some(refused); leaving.len()];
+            }
             owner.coordinator.leave(&group, &leaving)
         })
         .await
@@ -312,18 +408,13 @@ pub async fn offset_commit(
     let generation = request.generation_id_or_member_epoch;
     let instance_id = instance(&request.group_instance_id);
     let now = crate::storage::Clock::system().now_ms();
-    let catalog = shard.context.catalog.snapshot();
+    let known = known_partitions(shard);
     let mut commits = Vec::new();
     let mut unknown = Vec::new();
     for topic in &request.topics {
         let name = topic.name.0.to_string();
         for partition in &topic.partitions {
-            let exists = catalog
-                .topics
-                .get(&name)
-                .and_then(|meta| meta.owner(partition.partition_index))
-                .is_some();
-            if !exists {
+            if !known(&name, partition.partition_index) {
                 unknown.push((name.clone(), partition.partition_index));
                 continue;
             }
@@ -348,7 +439,11 @@ pub async fn offset_commit(
             if let Some(refused) = check {
                 return Some(refused);
             }
-            match owner.offsets().commit(&group, commits).await {
+            let store = match owner.offsets_for(&group) {
+                Ok(store) => store,
+                Err(refused) => return Some(refused),
+            };
+            match store.commit(&group, commits).await {
                 Ok(()) => None,
                 Err(error) => Some(error.error_code()),
             }
@@ -390,12 +485,16 @@ type TopicOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 /// (topic, [partitions]) a fetch asks for; `None` means every committed offset.
 type Wanted = Option<Vec<(String, Vec<i32>)>>;
 
-async fn fetch_group(shard: &Rc<Shard>, group: String, wanted: Wanted) -> TopicOffsets {
+async fn fetch_group(
+    shard: &Rc<Shard>,
+    group: String,
+    wanted: Wanted,
+) -> Result<TopicOffsets, ErrorCode> {
     let owner = coordinator_shard(shard, &group);
     shard
         .call(owner, move |owner| async move {
-            let offsets = owner.offsets();
-            match wanted {
+            let offsets = owner.offsets_for(&group)?;
+            Ok(match wanted {
                 Some(topics) => topics
                     .into_iter()
                     .map(|(topic, partitions)| {
@@ -418,10 +517,10 @@ async fn fetch_group(shard: &Rc<Shard>, group: String, wanted: Wanted) -> TopicO
                     }
                     by_topic
                 }
-            }
+            })
         })
         .await
-        .unwrap_or_default()
+        .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
 }
 
 /// (offset, leader epoch, metadata) of a committed offset, or Kafka's "none committed".
@@ -454,6 +553,10 @@ pub async fn offset_fetch(
                 wanted_topics(topics.into_iter().map(|t| (t.name, t.partition_indexes)))
             });
             let found = fetch_group(shard, group.group_id.0.to_string(), wanted).await;
+            let (found, error) = match found {
+                Ok(found) => (found, None),
+                Err(refused) => (Vec::new(), Some(refused)),
+            };
             let topics = found
                 .into_iter()
                 .map(|(topic, partitions)| {
@@ -477,6 +580,7 @@ pub async fn offset_fetch(
             groups.push(
                 OffsetFetchResponseGroup::default()
                     .with_group_id(group.group_id)
+                    .with_error_code(code(error))
                     .with_topics(topics),
             );
         }
@@ -485,7 +589,10 @@ pub async fn offset_fetch(
     let wanted = request
         .topics
         .map(|topics| wanted_topics(topics.into_iter().map(|t| (t.name, t.partition_indexes))));
-    let found = fetch_group(shard, request.group_id.0.to_string(), wanted).await;
+    let found = match fetch_group(shard, request.group_id.0.to_string(), wanted).await {
+        Ok(found) => found,
+        Err(refused) => return OffsetFetchResponse::default().with_error_code(refused.code()),
+    };
     let topics = found
         .into_iter()
         .map(|(topic, partitions)| {
@@ -540,9 +647,11 @@ pub async fn list(
                     .into_iter()
                     .map(|(name, kind, state)| (name, kind, state.name()))
                     .collect();
-                for name in owner.offsets().groups() {
-                    if !listed.iter().any(|(known, _, _)| *known == name) {
-                        listed.push((name, "consumer".to_string(), GroupState::Empty.name()));
+                for store in owner.offset_stores() {
+                    for name in store.groups() {
+                        if !listed.iter().any(|(known, _, _)| *known == name) {
+                            listed.push((name, "consumer".to_string(), GroupState::Empty.name()));
+                        }
                     }
                 }
                 listed
@@ -573,18 +682,22 @@ pub async fn list(
 }
 
 /// Whether the coordinator knows the group: live state or committed offsets.
-fn group_exists(owner: &Shard, group: &str) -> bool {
-    owner.offsets().has_group(group) || owner.coordinator.describe(group).is_some()
+fn group_exists(owner: &Shard, offsets: &crate::group::OffsetStore, group: &str) -> bool {
+    offsets.has_group(group) || owner.coordinator.describe(group).is_some()
 }
 
 /// A group's description from its coordinator: live state, or Empty when only committed
 /// offsets remain, or Dead when the group is unknown.
-async fn describe_one(shard: &Rc<Shard>, group: String) -> Option<GroupDescription> {
+async fn describe_one(shard: &Rc<Shard>, group: String) -> Result<GroupDescription, ErrorCode> {
+    if let Some(refused) = not_coordinated_here(shard, &group) {
+        return Err(refused);
+    }
     let owner = coordinator_shard(shard, &group);
     shard
         .call(owner, move |owner| async move {
-            owner.coordinator.describe(&group).unwrap_or_else(|| {
-                let known = owner.offsets().has_group(&group);
+            let offsets = owner.offsets_for(&group)?;
+            Ok(owner.coordinator.describe(&group).unwrap_or_else(|| {
+                let known = offsets.has_group(&group);
                 GroupDescription {
                     state: if known {
                         GroupState::Empty
@@ -599,10 +712,10 @@ async fn describe_one(shard: &Rc<Shard>, group: String) -> Option<GroupDescripti
                     protocol: String::new(),
                     members: Vec::new(),
                 }
-            })
+            }))
         })
         .await
-        .ok()
+        .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
 }
 
 pub async fn describe(shard: &Rc<Shard>, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
@@ -616,9 +729,12 @@ pub async fn describe(shard: &Rc<Shard>, request: DescribeGroupsRequest) -> Desc
         let entry = DescribedGroup::default()
             .with_group_id(group.clone())
             .with_authorized_operations(operations);
-        let Some(description) = describe_one(shard, group.0.to_string()).await else {
-            described.push(entry.with_error_code(ErrorCode::CoordinatorNotAvailable.code()));
-            continue;
+        let description = match describe_one(shard, group.0.to_string()).await {
+            Ok(description) => description,
+            Err(refused) => {
+                described.push(entry.with_error_code(refused.code()));
+                continue;
+            }
         };
         described.push(
             entry
@@ -652,14 +768,18 @@ pub async fn delete(shard: &Rc<Shard>, request: DeleteGroupsRequest) -> DeleteGr
         let owner = coordinator_shard(shard, &name);
         let error = shard
             .call(owner, move |owner| async move {
+                let offsets = match owner.offsets_for(&name) {
+                    Ok(offsets) => offsets,
+                    Err(refused) => return Some(refused),
+                };
                 if owner.coordinator.has_members(&name) {
                     return Some(ErrorCode::NonEmptyGroup);
                 }
-                if !group_exists(&owner, &name) {
+                if !group_exists(&owner, &offsets, &name) {
                     return Some(ErrorCode::GroupIdNotFound);
                 }
                 let now = crate::storage::Clock::system().now_ms();
-                if let Err(error) = owner.offsets().delete(&name, None, now).await {
+                if let Err(error) = offsets.delete(&name, None, now).await {
                     return Some(error.error_code());
                 }
                 owner.coordinator.forget(&name);
@@ -682,21 +802,17 @@ pub async fn offset_delete(
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group = request.group_id.0.to_string();
-    let catalog = shard.context.catalog.snapshot();
+    let known = known_partitions(shard);
     // Per requested partition: Err(code) decided here, or Ok(key) to delete.
     let wanted: Vec<(String, Vec<(i32, bool)>)> = request
         .topics
         .iter()
         .map(|topic| {
             let name = topic.name.0.to_string();
-            let meta = catalog.topics.get(&name);
             let partitions = topic
                 .partitions
                 .iter()
-                .map(|p| {
-                    let exists = meta.and_then(|m| m.owner(p.partition_index)).is_some();
-                    (p.partition_index, exists)
-                })
+                .map(|p| (p.partition_index, known(&name, p.partition_index)))
                 .collect();
             (name, partitions)
         })
@@ -705,7 +821,8 @@ pub async fn offset_delete(
     let plan = wanted.clone();
     let outcome = shard
         .call(owner, move |owner| async move {
-            if !group_exists(&owner, &group) {
+            let offsets = owner.offsets_for(&group)?;
+            if !group_exists(&owner, &offsets, &group) {
                 return Err(ErrorCode::GroupIdNotFound);
             }
             let subscribed = owner.coordinator.subscribed_topics(&group);
@@ -730,8 +847,7 @@ pub async fn offset_delete(
                 );
             }
             let now = crate::storage::Clock::system().now_ms();
-            owner
-                .offsets()
+            offsets
                 .delete(&group, Some(doomed), now)
                 .await
                 .map_err(|error| error.error_code())?;

@@ -72,6 +72,10 @@ pub async fn handle(shard: &Rc<Shard>, request: ProduceRequest) -> Option<Produc
                     ErrorCode::InvalidRequiredAcks,
                     format!("acks={} is not 0, 1 or -1", request.acks),
                 )),
+                _ if name == crate::group::OFFSETS_TOPIC => Some(ApiError::new(
+                    ErrorCode::InvalidTopicException,
+                    format!("'{name}' is the internal topic of committed offsets: clients cannot produce to it"),
+                )),
                 (_, None) => Some(super::cluster_topics::missing_partition(
                     shard,
                     &name,

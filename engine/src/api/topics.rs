@@ -29,6 +29,7 @@ pub async fn create_topic(
 ) -> Result<TopicMeta, ApiError> {
     super::cluster_topics::refuse_in_cluster(shard, "creating a topic on one broker")?;
     validate_topic_name(name)
+        .and_then(|()| crate::catalog::refuse_internal_topic(name, "creating"))
         .map_err(|message| ApiError::new(ErrorCode::InvalidTopicException, message))?;
     let config = shard.effective_config();
     let partitions = if partitions == -1 {
@@ -302,20 +303,24 @@ pub async fn delete_topic(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta, Ap
         }
     }
     // Committed offsets of the topic go with it (every shard coordinates some groups), so a
-    // topic created again under the name starts without them.
+    // topic created again under the name starts without them. In a cluster each broker
+    // deletes them from the offsets partitions it leads.
     for coordinator in 0..shard.shard_count() {
         let topic = name.to_string();
         let forgotten = shard
-            .try_call(coordinator, move |owner| async move {
+            .call(coordinator, move |owner| async move {
                 let now = crate::storage::Clock::system().now_ms();
-                for (group, keys) in owner.offsets().committed_to(&topic) {
-                    owner.offsets().delete(&group, Some(keys), now).await?;
+                for store in owner.offset_stores() {
+                    for (group, keys) in store.committed_to(&topic) {
+                        if let Err(error) = store.delete(&group, Some(keys), now).await {
+                            tracing::warn!(topic, group, %error, "deleting committed offsets failed");
+                        }
+                    }
                 }
-                Ok::<(), ShardError>(())
             })
             .await;
-        if let Err(error) = forgotten {
-            tracing::warn!(topic = name, %error, "deleting committed offsets failed");
+        if let Err(gone) = forgotten {
+            tracing::warn!(topic = name, %gone, "deleting committed offsets failed");
         }
     }
     tracing::info!(topic = name, "deleted topic");

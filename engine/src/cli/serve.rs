@@ -105,6 +105,14 @@ pub struct ServeArgs {
     /// The same in milliseconds, for tests; wins over the minutes.
     #[arg(long, hide = true)]
     pub offsets_retention_ms: Option<u64>,
+    /// In a cluster, partitions of the replicated `__consumer_offsets` topic, created on
+    /// the first FindCoordinator (offsets.topic.num.partitions) [default: 16].
+    #[arg(long)]
+    pub offsets_topic_partitions: Option<i32>,
+    /// In a cluster, replicas of each `__consumer_offsets` partition, at most the number
+    /// of voters (offsets.topic.replication.factor) [default: 3].
+    #[arg(long)]
+    pub offsets_topic_replication_factor: Option<i16>,
     /// This broker's id (node.id); in a cluster, also its controller's [default: 0].
     #[arg(long, env = "RINGLOG_NODE_ID")]
     pub node_id: Option<i32>,
@@ -161,6 +169,8 @@ struct FileConfig {
     group_max_size: Option<usize>,
     offsets_retention_minutes: Option<u64>,
     offsets_segment_bytes: Option<u64>,
+    offsets_topic_partitions: Option<i32>,
+    offsets_topic_replication_factor: Option<i16>,
     node_id: Option<i32>,
     voters: Option<String>,
     cluster_listen: Option<SocketAddr>,
@@ -243,6 +253,25 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
     let node_id = args.node_id.or(file.node_id).unwrap_or(defaults.node_id);
     if node_id < 0 {
         return Err(format!("--node-id {node_id} must be 0 or more"));
+    }
+    let offsets_topic_partitions = args
+        .offsets_topic_partitions
+        .or(file.offsets_topic_partitions)
+        .unwrap_or(defaults.groups.offsets_topic_partitions);
+    if !(1..=engine::catalog::PARTITIONS_PER_TOPIC_MAX as i32).contains(&offsets_topic_partitions) {
+        return Err(format!(
+            "--offsets-topic-partitions {offsets_topic_partitions} must be 1 to {}",
+            engine::catalog::PARTITIONS_PER_TOPIC_MAX
+        ));
+    }
+    let offsets_topic_replication_factor = args
+        .offsets_topic_replication_factor
+        .or(file.offsets_topic_replication_factor)
+        .unwrap_or(defaults.groups.offsets_topic_replication_factor);
+    if offsets_topic_replication_factor < 1 {
+        return Err(format!(
+            "--offsets-topic-replication-factor {offsets_topic_replication_factor} must be 1 or more"
+        ));
     }
     let cluster = match (
         args.voters.or(file.voters),
@@ -391,6 +420,8 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
                 .or(file.offsets_segment_bytes)
                 .unwrap_or(defaults.groups.offsets_segment_bytes)
                 .max(64 * 1024),
+            offsets_topic_partitions,
+            offsets_topic_replication_factor,
         },
         log_defaults: log,
         ..defaults

@@ -22,6 +22,12 @@ pub struct GroupSettings {
     /// `offsets.topic.segment.bytes`: segment size of the internal offsets logs, which are
     /// compacted each time they roll.
     pub offsets_segment_bytes: u64,
+    /// `offsets.topic.num.partitions`: partitions of the replicated `__consumer_offsets`
+    /// topic of a cluster (a group is coordinated by the leader of one of them).
+    pub offsets_topic_partitions: i32,
+    /// `offsets.topic.replication.factor`: its replicas per partition (at most the
+    /// number of controller voters).
+    pub offsets_topic_replication_factor: i16,
 }
 
 impl Default for GroupSettings {
@@ -33,6 +39,8 @@ impl Default for GroupSettings {
             max_members: 1_000,
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             offsets_segment_bytes: 100 * 1024 * 1024,
+            offsets_topic_partitions: 16,
+            offsets_topic_replication_factor: 3,
         }
     }
 }

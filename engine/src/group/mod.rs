@@ -13,6 +13,14 @@
 //! replays every such log at start-up, newest commit per key winning. Offsets of deleted
 //! topics are deleted with them; those of groups without members expire after
 //! `offsets.retention.minutes` without a commit.
+//!
+//! In a cluster, groups are spread over the partitions of the replicated
+//! `__consumer_offsets` topic by their name's hash; the leader of a group's partition is
+//! its coordinator (on the shard that owns that partition), so a group and its committed
+//! offsets move with the partition's leadership when a broker fails. Members of a moved
+//! group rejoin at the new coordinator (NOT_COORDINATOR / UNKNOWN_MEMBER_ID send them
+//! there), which has every acknowledged commit: commits are acknowledged only once the
+//! partition's ISR has them.
 
 mod coordinator;
 mod offsets;
@@ -22,8 +30,17 @@ pub use coordinator::{
     JoinRequest, MemberDescription, SyncOutcome,
 };
 pub use offsets::{
-    replay, CommittedOffset, GroupOffsets, OffsetStore, ReplayError, OFFSETS_LOG_PREFIX,
+    replay, CommittedOffset, GroupOffsets, OffsetStore, OffsetsError, ReplayError,
+    OFFSETS_LOG_PREFIX,
 };
+
+/// The replicated topic of a cluster's committed offsets (Kafka's name).
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// The `__consumer_offsets` partition of `group` among `partitions`.
+pub fn offsets_partition(group: &str, partitions: i32) -> i32 {
+    (crate::catalog::stable_hash(group.as_bytes()) % partitions.max(1) as u64) as i32
+}
 
 /// The settings of the internal offsets logs: never deleted by retention nor recycled (only
 /// compaction removes old segments), segments of `offsets.topic.segment.bytes`.

@@ -9,17 +9,29 @@
 //! log like any other (recovered at open); at start-up every such log in the data directory
 //! is read and, per key, the commit or tombstone with the newest timestamp wins, so commits survive a
 //! change of `--cores` that moves groups between shards.
+//!
+//! In a cluster the same records go to one partition of the replicated `__consumer_offsets`
+//! topic (the group's, by its name's hash), appended by its leader like a produce with
+//! acks=all: a commit is acknowledged once the ISR has it and the leader fsynced it. The
+//! broker that becomes leader of such a partition reads it from its start to its end
+//! before it coordinates the partition's groups ([`OffsetStore::load_replicated`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use protocol::record_batch::{BatchHeader, RecordBatchBuilder};
 use protocol::records::Records;
+use protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 use crate::io::Disk;
+use crate::partition::replica::ReplicaError;
+use crate::partition::{LocalPartition, PartitionError, ValidBatch};
+use crate::shard::AppendGate;
 use crate::storage::{Ack, Clock, LogConfig, PartitionLog, StorageError};
 
 pub const OFFSETS_LOG_PREFIX: &str = "__consumer_offsets-";
@@ -43,10 +55,67 @@ const REPLAY_READ_BYTES: usize = 4 * 1024 * 1024;
 /// Most records in one batch of a snapshot.
 const SNAPSHOT_BATCH_RECORDS: usize = 512;
 
-/// The committed offsets of the groups one shard coordinates.
+/// How long a commit in a cluster waits for the ISR (Kafka's `offsets.commit.timeout.ms`).
+const REPLICATED_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why committed offsets could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetsError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the offsets partition refused the commit: {0}")]
+    Partition(#[from] PartitionError),
+    #[error("the offsets partition refused the commit: {0}")]
+    Replica(#[from] ReplicaError),
+    #[error("this broker no longer leads the group's offsets partition in epoch {0}")]
+    Moved(i32),
+}
+
+impl OffsetsError {
+    /// The code a group client sees, as Kafka's coordinator maps its offsets log's errors:
+    /// a moved leader is NOT_COORDINATOR (find the new one), a short ISR or a timeout
+    /// COORDINATOR_NOT_AVAILABLE (retry), a batch too large INVALID_COMMIT_OFFSET_SIZE.
+    pub fn error_code(&self) -> ErrorCode {
+        let replica = |error: &ReplicaError| match error {
+            ReplicaError::NotEnoughReplicas { .. }
+            | ReplicaError::NotEnoughReplicasAfterAppend { .. }
+            | ReplicaError::TimedOut(_) => ErrorCode::CoordinatorNotAvailable,
+            _ => ErrorCode::NotCoordinator,
+        };
+        let storage = |error: &StorageError| match error.error_code() {
+            ErrorCode::MessageTooLarge | ErrorCode::RecordListTooLarge => {
+                ErrorCode::InvalidCommitOffsetSize
+            }
+            code => code,
+        };
+        match self {
+            OffsetsError::Storage(error) => storage(error),
+            OffsetsError::Partition(PartitionError::Storage(error)) => storage(error),
+            OffsetsError::Partition(PartitionError::Replica(error)) => replica(error),
+            OffsetsError::Partition(PartitionError::Sequence(_)) => ErrorCode::UnknownServerError,
+            OffsetsError::Replica(error) => replica(error),
+            OffsetsError::Moved(_) => ErrorCode::NotCoordinator,
+        }
+    }
+}
+
+/// Where commits are written.
+enum Backing {
+    /// A single node's own log for one shard.
+    Local(PartitionLog),
+    /// A partition of the cluster's `__consumer_offsets`, led by this broker in `epoch`.
+    Replicated {
+        partition: Rc<LocalPartition>,
+        gate: AppendGate,
+        epoch: i32,
+    },
+}
+
+/// The committed offsets of the groups one shard coordinates (on a single node), or of
+/// the groups of one `__consumer_offsets` partition this broker leads (in a cluster).
 pub struct OffsetStore {
     offsets: RefCell<GroupOffsets>,
-    log: PartitionLog,
+    backing: Backing,
     /// Bytes the last snapshot took; the log is compacted again once it holds twice that
     /// (and more than one segment).
     snapshot_bytes: Cell<u64>,
@@ -57,9 +126,41 @@ impl OffsetStore {
     pub fn new(log: PartitionLog, replayed: GroupOffsets) -> OffsetStore {
         OffsetStore {
             offsets: RefCell::new(replayed),
-            log,
+            backing: Backing::Local(log),
             snapshot_bytes: Cell::new(0),
             compacting: Cell::new(false),
+        }
+    }
+
+    /// The store of a `__consumer_offsets` partition this broker leads in `epoch`: every
+    /// commit and tombstone in its log, from its start to its end, newest per key winning
+    /// (what is above the high watermark too: the new leader's log is the one its
+    /// followers will hold).
+    pub async fn load_replicated(
+        partition: Rc<LocalPartition>,
+        gate: AppendGate,
+        epoch: i32,
+    ) -> Result<OffsetStore, ReplayError> {
+        let mut newest = Newest::new();
+        let dir = partition.log.dir().to_path_buf();
+        replay_log(&partition.log, &dir, &mut newest).await?;
+        Ok(OffsetStore {
+            offsets: RefCell::new(live_offsets(newest)),
+            backing: Backing::Replicated {
+                partition,
+                gate,
+                epoch,
+            },
+            snapshot_bytes: Cell::new(0),
+            compacting: Cell::new(false),
+        })
+    }
+
+    /// The leader epoch a replicated store was loaded in (None on a single node).
+    pub fn epoch(&self) -> Option<i32> {
+        match &self.backing {
+            Backing::Local(_) => None,
+            Backing::Replicated { epoch, .. } => Some(*epoch),
         }
     }
 
@@ -69,16 +170,21 @@ impl OffsetStore {
     /// the older segments that held it are gone. Run at start-up (so a shard's log holds
     /// only its own groups, whatever `--cores` was before) and whenever the log has rolled
     /// and doubled since the last snapshot.
+    /// A replicated store is not compacted (see DESIGN: its followers would need the log
+    /// start moved with it).
     pub async fn compact(&self) -> Result<(), StorageError> {
+        let Backing::Local(log) = &self.backing else {
+            return Ok(());
+        };
         if self.compacting.replace(true) {
             return Ok(());
         }
-        let result = self.write_snapshot().await;
+        let result = self.write_snapshot(log).await;
         self.compacting.set(false);
         result
     }
 
-    async fn write_snapshot(&self) -> Result<(), StorageError> {
+    async fn write_snapshot(&self, log: &PartitionLog) -> Result<(), StorageError> {
         let mut entries: Vec<(String, Key, CommittedOffset)> = {
             let offsets = self.offsets.borrow();
             offsets
@@ -91,17 +197,17 @@ impl OffsetStore {
                 .collect()
         };
         entries.sort_by_key(|(_, _, committed)| committed.timestamp);
-        let start = self.log.log_end_offset();
-        let size_before = self.log.size_bytes();
+        let start = log.log_end_offset();
+        let size_before = log.size_bytes();
         for chunk in entries.chunks(SNAPSHOT_BATCH_RECORDS) {
             let mut builder = RecordBatchBuilder::new(chunk[0].2.timestamp);
             for (group, (topic, partition), committed) in chunk {
                 push_commit(&mut builder, group, topic, *partition, committed);
             }
-            self.append_durably(builder).await?;
+            append_local(log, builder).await?;
         }
-        let written = self.log.size_bytes().saturating_sub(size_before);
-        let deleted = self.log.delete_segments_before(start).await?;
+        let written = log.size_bytes().saturating_sub(size_before);
+        let deleted = log.delete_segments_before(start).await?;
         self.snapshot_bytes.set(written.max(1));
         tracing::debug!(
             offsets = entries.len(),
@@ -113,19 +219,65 @@ impl OffsetStore {
     }
 
     /// Compacts when the log has rolled and grown to twice its last snapshot.
-    async fn maybe_compact(&self) -> Result<(), StorageError> {
-        if self.log.segment_count() > 1 && self.log.size_bytes() > 2 * self.snapshot_bytes.get() {
+    async fn maybe_compact(&self) -> Result<(), OffsetsError> {
+        let Backing::Local(log) = &self.backing else {
+            return Ok(());
+        };
+        if log.segment_count() > 1 && log.size_bytes() > 2 * self.snapshot_bytes.get() {
             self.compact().await?;
         }
         Ok(())
     }
 
-    async fn append_durably(&self, builder: RecordBatchBuilder) -> Result<(), StorageError> {
-        let appended = self
-            .log
-            .append(BytesMut::from(&builder.finish()[..]), Ack::Durable)
-            .await?;
-        appended.wait().await
+    /// Writes one batch of commits or tombstones: fdatasync'ed on a single node; in a
+    /// cluster appended as leader of the epoch the store was loaded in, then waited for
+    /// until the ISR has it (as a produce with acks=all).
+    async fn append_durably(&self, builder: RecordBatchBuilder) -> Result<(), OffsetsError> {
+        match &self.backing {
+            Backing::Local(log) => Ok(append_local(log, builder).await?),
+            Backing::Replicated {
+                partition,
+                gate,
+                epoch,
+            } => {
+                let bytes = BytesMut::from(&builder.finish()[..]);
+                let max_bytes = partition.settings.borrow().log.max_message_bytes;
+                let header = protocol::record_batch::validate_batch(&bytes, max_bytes)
+                    .map_err(|error| OffsetsError::Storage(error.into()))?;
+                let deadline = tokio::time::Instant::now() + REPLICATED_COMMIT_TIMEOUT;
+                let appended = {
+                    let _gate = gate.clone().lock_owned().await;
+                    // Checked after the gate and right before the append (no await
+                    // between): a store loaded in an earlier leadership never writes in a
+                    // later one, whose own store may already have read past this point.
+                    if partition.leader_epoch() != Some(*epoch) {
+                        return Err(OffsetsError::Moved(*epoch));
+                    }
+                    partition
+                        .append(vec![ValidBatch { bytes, header }], Ack::Durable)
+                        .await?
+                };
+                let mut last_offset = -1;
+                for wait in appended.waits {
+                    last_offset = last_offset.max(wait.last_offset);
+                    match tokio::time::timeout_at(deadline, wait.wait()).await {
+                        Ok(done) => done?,
+                        Err(_) => {
+                            return Err(ReplicaError::TimedOut(REPLICATED_COMMIT_TIMEOUT).into())
+                        }
+                    }
+                }
+                partition
+                    .wait_replicated(
+                        last_offset,
+                        appended.leader_epoch,
+                        deadline,
+                        REPLICATED_COMMIT_TIMEOUT,
+                    )
+                    .await?;
+                Ok(())
+            }
+        }
     }
 
     /// Deletes committed offsets durably (tombstones), then forgets them. `keys` of `None`
@@ -135,7 +287,7 @@ impl OffsetStore {
         group: &str,
         keys: Option<Vec<Key>>,
         now_ms: i64,
-    ) -> Result<Vec<Key>, StorageError> {
+    ) -> Result<Vec<Key>, OffsetsError> {
         let doomed: Vec<Key> = {
             let offsets = self.offsets.borrow();
             let Some(entries) = offsets.get(group) else {
@@ -180,7 +332,10 @@ impl OffsetStore {
     /// Waits until everything written to the offsets log is durable (commits are fsynced
     /// before they are acknowledged; this covers snapshots and tombstones at shutdown).
     pub async fn flush(&self) -> Result<(), StorageError> {
-        self.log.flush().await
+        match &self.backing {
+            Backing::Local(log) => log.flush().await,
+            Backing::Replicated { partition, .. } => partition.log.flush().await,
+        }
     }
 
     pub fn groups(&self) -> Vec<String> {
@@ -224,7 +379,7 @@ impl OffsetStore {
         &self,
         group: &str,
         commits: Vec<(Key, CommittedOffset)>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<(), OffsetsError> {
         if commits.is_empty() {
             return Ok(());
         }
@@ -267,6 +422,14 @@ impl OffsetStore {
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
+}
+
+/// Appends one batch to a single node's offsets log and waits until it is fdatasync'ed.
+async fn append_local(log: &PartitionLog, builder: RecordBatchBuilder) -> Result<(), StorageError> {
+    let appended = log
+        .append(BytesMut::from(&builder.finish()[..]), Ack::Durable)
+        .await?;
+    appended.wait().await
 }
 
 /// One commit as a record: its key, its JSON value, its commit time.
@@ -350,7 +513,12 @@ pub async fn replay(
         log.close().await.map_err(failed)?;
         read?;
     }
-    Ok(newest
+    Ok(live_offsets(newest))
+}
+
+/// The live commits of `newest` (tombstones dropped), by group.
+fn live_offsets(newest: Newest) -> GroupOffsets {
+    newest
         .into_iter()
         .map(|(group, entries)| {
             let live: HashMap<Key, CommittedOffset> = entries
@@ -360,7 +528,7 @@ pub async fn replay(
             (group, live)
         })
         .filter(|(_, entries)| !entries.is_empty())
-        .collect())
+        .collect()
 }
 
 /// Every record of one offsets log into `newest`.

@@ -164,6 +164,14 @@ impl LocalPartition {
         }
     }
 
+    /// The epoch this broker leads the partition in, if it leads it.
+    pub fn leader_epoch(&self) -> Option<i32> {
+        match &*self.role.borrow() {
+            Role::Leader(leadership) => Some(leadership.epoch),
+            _ => None,
+        }
+    }
+
     /// Whether clients may read and write here: a single node or the leader.
     pub fn check_leader(&self, client_epoch: Option<i32>) -> Result<(), ReplicaError> {
         match &*self.role.borrow() {

@@ -69,7 +69,13 @@ pub async fn assign_roles(shard: &Rc<Shard>, view: &ClusterView) {
             .call(owner, move |owner_shard| async move {
                 for (meta, partition, assignment) in assignments {
                     let assigned = match owner_shard.partition(&meta, partition).await {
-                        Ok(local) => local.assign(assignment).await,
+                        Ok(local) => {
+                            let assigned = local.assign(assignment).await;
+                            if meta.name == crate::group::OFFSETS_TOPIC {
+                                owner_shard.offsets_partition_changed(partition, local);
+                            }
+                            assigned
+                        }
                         Err(error) => Err(error),
                     };
                     match assigned {

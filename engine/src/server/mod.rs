@@ -266,7 +266,9 @@ impl Broker {
                 Err(_) => break,
             }
         }
-        remove_stale_offsets_logs(&config);
+        if config.cluster.is_none() {
+            remove_stale_offsets_logs(&config);
+        }
         tracing::info!(%address, shards = config.cores, data_dir = %config.data_dir.display(), "ringlog is serving");
         Ok(Broker {
             address,
@@ -291,8 +293,13 @@ impl Broker {
 }
 
 /// Every committed offset, read from the offsets logs before the shards start (on a
-/// runtime of its own, through the storage layer).
+/// runtime of its own, through the storage layer). None in a cluster: there the
+/// `__consumer_offsets-<partition>` directories are that topic's replicas, read by the
+/// shard that leads each.
 fn replay_offsets(config: &BrokerConfig) -> Result<crate::group::GroupOffsets, BrokerError> {
+    if config.cluster.is_some() {
+        return Ok(crate::group::GroupOffsets::new());
+    }
     let offsets_config = crate::group::offsets_log_config(config);
     let disk = io::Disk::new(config.io_backend);
     let replayed = io::block_on(config.io_backend, async {
@@ -456,15 +463,19 @@ async fn offsets_expiry_loop(shard: Rc<Shard>) {
         tokio::time::sleep(interval).await;
         let now = crate::storage::Clock::system().now_ms();
         let cutoff = now - retention.as_millis() as i64;
-        for group in shard.offsets().idle_since(cutoff) {
-            if shard.coordinator.has_members(&group) {
-                continue;
-            }
-            match shard.offsets().delete(&group, None, now).await {
-                Ok(deleted) => {
-                    tracing::info!(group, offsets = deleted.len(), "expired committed offsets")
+        for store in shard.offset_stores() {
+            for group in store.idle_since(cutoff) {
+                if shard.coordinator.has_members(&group) {
+                    continue;
                 }
-                Err(error) => tracing::warn!(group, %error, "expiring committed offsets failed"),
+                match store.delete(&group, None, now).await {
+                    Ok(deleted) => {
+                        tracing::info!(group, offsets = deleted.len(), "expired committed offsets")
+                    }
+                    Err(error) => {
+                        tracing::warn!(group, %error, "expiring committed offsets failed")
+                    }
+                }
             }
         }
     }

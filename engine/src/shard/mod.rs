@@ -46,6 +46,15 @@ pub struct BrokerContext {
     pub cluster: Option<Arc<crate::cluster::ClusterHandle>>,
 }
 
+/// A `__consumer_offsets` partition this broker leads, as its shard holds it.
+pub enum GroupPartition {
+    /// Its log is being read (the leadership began in `epoch`).
+    Loading { epoch: i32 },
+    Ready {
+        store: Rc<crate::group::OffsetStore>,
+    },
+}
+
 /// See [`Shard::append_gates`].
 pub type AppendGate = Arc<tokio::sync::Mutex<()>>;
 
@@ -86,7 +95,13 @@ pub struct Shard {
     pub data_arrived: Rc<Notify>,
     /// The consumer groups this shard coordinates.
     pub coordinator: crate::group::Coordinator,
-    offsets: std::cell::OnceCell<crate::group::OffsetStore>,
+    /// A single node's store of committed offsets (its own log).
+    offsets: std::cell::OnceCell<Rc<crate::group::OffsetStore>>,
+    /// In a cluster, the `__consumer_offsets` partitions this shard owns and this broker
+    /// leads, by partition: their groups are coordinated here.
+    group_partitions: RefCell<std::collections::BTreeMap<i32, GroupPartition>>,
+    /// A creation of `__consumer_offsets` asked for by this shard is under way.
+    pub creating_offsets_topic: std::cell::Cell<bool>,
     /// Leader brokers a replica fetcher of this shard runs for (cluster mode).
     pub fetchers: RefCell<std::collections::BTreeSet<i32>>,
     me: std::rc::Weak<Shard>,
@@ -105,6 +120,8 @@ impl Shard {
             data_arrived: Rc::new(Notify::new()),
             coordinator: crate::group::Coordinator::new(group_settings),
             offsets: std::cell::OnceCell::new(),
+            group_partitions: RefCell::new(std::collections::BTreeMap::new()),
+            creating_offsets_topic: std::cell::Cell::new(false),
             fetchers: RefCell::new(std::collections::BTreeSet::new()),
             me: me.clone(),
         })
@@ -119,15 +136,122 @@ impl Shard {
         )
     }
 
-    /// The committed offsets of the groups this shard coordinates (opened at start-up).
-    pub fn offsets(&self) -> &crate::group::OffsetStore {
-        self.offsets
-            .get()
-            .expect("offsets are opened before the shard serves")
+    /// The committed offsets of `group`, if this shard coordinates it: on a single node its
+    /// own store (opened at start-up); in a cluster the store of the group's
+    /// `__consumer_offsets` partition, once loaded (COORDINATOR_LOAD_IN_PROGRESS until
+    /// then), while this broker leads it (NOT_COORDINATOR otherwise).
+    pub fn offsets_for(
+        &self,
+        group: &str,
+    ) -> Result<Rc<crate::group::OffsetStore>, protocol::ErrorCode> {
+        if self.context.cluster.is_none() {
+            return Ok(self
+                .offsets
+                .get()
+                .expect("offsets are opened before the shard serves")
+                .clone());
+        }
+        let partitions = self.context.config.groups.offsets_topic_partitions;
+        let partition = crate::group::offsets_partition(group, partitions);
+        match self.group_partitions.borrow().get(&partition) {
+            Some(GroupPartition::Ready { store }) => Ok(store.clone()),
+            Some(GroupPartition::Loading { .. }) => {
+                Err(protocol::ErrorCode::CoordinatorLoadInProgress)
+            }
+            None => Err(protocol::ErrorCode::NotCoordinator),
+        }
     }
 
-    /// Opens this shard's offsets log and takes the replayed offsets of its groups.
+    /// Every store of committed offsets this shard holds now.
+    pub fn offset_stores(&self) -> Vec<Rc<crate::group::OffsetStore>> {
+        let mut stores: Vec<_> = self.offsets.get().cloned().into_iter().collect();
+        stores.extend(
+            self.group_partitions
+                .borrow()
+                .values()
+                .filter_map(|state| match state {
+                    GroupPartition::Ready { store } => Some(store.clone()),
+                    GroupPartition::Loading { .. } => None,
+                }),
+        );
+        stores
+    }
+
+    /// Follows a change of this broker's part in a `__consumer_offsets` partition this
+    /// shard owns: on becoming its leader, loads its commits (in the background; its groups
+    /// answer COORDINATOR_LOAD_IN_PROGRESS meanwhile); on losing it, forgets its groups
+    /// (their members rejoin at the new coordinator).
+    pub fn offsets_partition_changed(&self, partition: i32, local: Rc<LocalPartition>) {
+        let epoch = local.leader_epoch();
+        let current = match self.group_partitions.borrow().get(&partition) {
+            Some(GroupPartition::Loading { epoch }) => Some(*epoch),
+            Some(GroupPartition::Ready { store }) => store.epoch(),
+            None => None,
+        };
+        if epoch.is_some() && epoch == current {
+            return;
+        }
+        if current.is_some() {
+            self.group_partitions.borrow_mut().remove(&partition);
+            let partitions = self.context.config.groups.offsets_topic_partitions;
+            for (group, _, _) in self.coordinator.list() {
+                if crate::group::offsets_partition(&group, partitions) == partition {
+                    self.coordinator.forget(&group);
+                }
+            }
+            tracing::info!(
+                partition,
+                "no longer coordinating the groups of this offsets partition"
+            );
+        }
+        let Some(epoch) = epoch else {
+            return;
+        };
+        self.group_partitions
+            .borrow_mut()
+            .insert(partition, GroupPartition::Loading { epoch });
+        let topic = crate::group::OFFSETS_TOPIC.to_string();
+        let gate = self
+            .append_gates(std::iter::once((&topic, partition)))
+            .remove(0);
+        let shard = self.rc();
+        tokio::task::spawn_local(async move {
+            let loaded = crate::group::OffsetStore::load_replicated(local, gate, epoch).await;
+            let mut states = shard.group_partitions.borrow_mut();
+            if !matches!(states.get(&partition), Some(GroupPartition::Loading { epoch: loading }) if *loading == epoch)
+            {
+                return;
+            }
+            match loaded {
+                Ok(store) => {
+                    tracing::info!(
+                        partition,
+                        epoch,
+                        groups = store.groups().len(),
+                        "coordinating the groups of this offsets partition"
+                    );
+                    states.insert(
+                        partition,
+                        GroupPartition::Ready {
+                            store: Rc::new(store),
+                        },
+                    );
+                }
+                Err(error) => {
+                    // Its groups answer NOT_COORDINATOR; the next change of the view retries.
+                    tracing::error!(partition, %error, "cannot load the offsets partition");
+                    states.remove(&partition);
+                }
+            }
+        });
+    }
+
+    /// Opens this shard's offsets log and takes the replayed offsets of its groups (a
+    /// single node; in a cluster, offsets live in `__consumer_offsets`).
     pub async fn open_offsets(&self) -> Result<(), StorageError> {
+        if self.context.cluster.is_some() {
+            return Ok(());
+        }
         let dir = self.context.config.data_dir.join(format!(
             "{}{}",
             crate::group::OFFSETS_LOG_PREFIX,
@@ -143,8 +267,9 @@ impl Shard {
             .filter(|(group, _)| crate::group::coordinator_shard(group, shards) == self.id)
             .map(|(group, offsets)| (group.clone(), offsets.clone()))
             .collect();
-        let _ = self.offsets.set(crate::group::OffsetStore::new(log, mine));
-        self.offsets().compact().await
+        let store = Rc::new(crate::group::OffsetStore::new(log, mine));
+        let _ = self.offsets.set(store.clone());
+        store.compact().await
     }
 
     pub fn shard_count(&self) -> usize {
@@ -446,6 +571,7 @@ impl Shard {
     /// still holds is flushed (it closes when the request lets go). Every partition that
     /// could not be flushed is named in the log.
     pub async fn close_all(&self) {
+        self.group_partitions.borrow_mut().clear();
         let all: Vec<_> = self.partitions.borrow_mut().drain().collect();
         let mut unflushed = Vec::new();
         for ((topic, partition), local) in all {
@@ -458,9 +584,11 @@ impl Shard {
                 unflushed.push(format!("{topic}-{partition}"));
             }
         }
-        if let Err(error) = self.offsets().flush().await {
-            tracing::error!(shard = self.id, %error, "shutdown could not flush the offsets log");
-            unflushed.push(format!("{}{}", crate::group::OFFSETS_LOG_PREFIX, self.id));
+        if let Some(store) = self.offsets.get() {
+            if let Err(error) = store.flush().await {
+                tracing::error!(shard = self.id, %error, "shutdown could not flush the offsets log");
+                unflushed.push(format!("{}{}", crate::group::OFFSETS_LOG_PREFIX, self.id));
+            }
         }
         if !unflushed.is_empty() {
             tracing::error!(shard = self.id, partitions = ?unflushed, "shard stopped with partitions not flushed");
