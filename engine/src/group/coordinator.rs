@@ -861,6 +861,23 @@ impl Coordinator {
     }
 
     /// Forgets an empty group (DeleteGroups): it is Dead from here on.
+    /// Drops a group whatever its state: its coordination moved to another broker (its
+    /// offsets partition's leadership did). Members waiting for a JoinGroup or SyncGroup
+    /// answer are told NOT_COORDINATOR, so they find the new coordinator and rejoin there.
+    pub fn drop_group(&self, group: &str) {
+        let Some(mut dropped) = self.groups.borrow_mut().remove(group) else {
+            return;
+        };
+        for (id, member) in dropped.members.iter_mut() {
+            if let Some(reply) = member.join_reply.take() {
+                let _ = reply.send(JoinOutcome::error(ErrorCode::NotCoordinator, id.clone()));
+            }
+            if let Some(reply) = member.sync_reply.take() {
+                let _ = reply.send(SyncOutcome::error(ErrorCode::NotCoordinator));
+            }
+        }
+    }
+
     pub fn forget(&self, group: &str) {
         let mut groups = self.groups.borrow_mut();
         if groups.get(group).is_some_and(|g| g.members.is_empty()) {

@@ -196,7 +196,7 @@ impl Shard {
             let partitions = self.context.config.groups.offsets_topic_partitions;
             for (group, _, _) in self.coordinator.list() {
                 if crate::group::offsets_partition(&group, partitions) == partition {
-                    self.coordinator.forget(&group);
+                    self.coordinator.drop_group(&group);
                 }
             }
             tracing::info!(
