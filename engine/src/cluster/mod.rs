@@ -71,6 +71,13 @@ pub fn parse_voters(text: &str) -> Result<BTreeMap<i32, String>, String> {
         if !port_ok {
             return Err(format!("voter '{voter}' has no HOST:PORT after the '@'"));
         }
+        if let Some((other, _)) = voters.iter().find(|(_, known)| *known == address) {
+            // Two voters on one address: a controller would take its own messages for
+            // another voter's.
+            return Err(format!(
+                "voters {other} and {id} have the same address {address} in --voters"
+            ));
+        }
         if voters.insert(id, address.to_string()).is_some() {
             return Err(format!("node id {id} is given twice in --voters"));
         }
@@ -224,6 +231,10 @@ mod tests {
         assert_eq!(voters[&2], "host-b:9093");
         assert_eq!(voters[&3], "[::1]:9093");
         assert!(parse_voters("1@a:1,1@b:2").unwrap_err().contains("twice"));
+        assert_eq!(
+            parse_voters("1@a:1,2@b:2,3@a:1").unwrap_err(),
+            "voters 1 and 3 have the same address a:1 in --voters"
+        );
         assert!(parse_voters("x@a:1").unwrap_err().contains("node id"));
         assert!(parse_voters("1@a").unwrap_err().contains("HOST:PORT"));
         assert!(parse_voters("1:a:1").unwrap_err().contains("ID@HOST:PORT"));

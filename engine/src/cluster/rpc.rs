@@ -157,6 +157,7 @@ impl Peer {
                         ),
                     )
                 })??;
+            refuse_self_connection(&stream, &self.address)?;
             stream.set_nodelay(true)?;
             self.stream = Some(stream);
         }
@@ -169,6 +170,19 @@ impl Peer {
             )
         })
     }
+}
+
+/// Refuses a TCP self-connection: connecting to a local port nobody listens on can be given
+/// that same port as its source, and the connection then reaches itself (what it sends comes
+/// back as if the peer had answered), holding the port the peer is about to listen on.
+fn refuse_self_connection(stream: &TcpStream, address: &str) -> std::io::Result<()> {
+    if stream.local_addr()? == stream.peer_addr()? {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            format!("{address}: nothing listens there (the connection reached itself)"),
+        ));
+    }
+    Ok(())
 }
 
 /// openraft's network: a [`PeerClient`] per target it replicates to or asks for votes.
@@ -257,5 +271,28 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             }
             other => Err(RPCError::Network(self.unexpected(other))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_that_reached_itself_is_refused() {
+        // A socket bound to a port and connected to that same port reaches itself (TCP
+        // simultaneous open), as a connect to an unlistened local port may by chance.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let own = socket.local_addr().unwrap();
+        let stream = socket.connect(own).await.expect("a self-connection");
+        let refused = refuse_self_connection(&stream, &own.to_string()).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(refused.to_string().contains("reached itself"), "{refused}");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(address).await.unwrap();
+        refuse_self_connection(&stream, &address.to_string()).unwrap();
     }
 }
