@@ -7,11 +7,12 @@
 //! offset; topics are created and deleted while a broker is down, and it catches up.
 
 mod broker;
+mod members;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use broker::{free_local_address, scrape_metrics, BrokerProcess};
+use broker::{free_local_addresses, scrape_metrics, BrokerProcess};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -32,7 +33,11 @@ struct Node {
 }
 
 fn start_cluster(extra_flags: &[&str]) -> Vec<Node> {
-    let cluster_addresses: Vec<String> = (0..3).map(|_| free_local_address()).collect();
+    // Controller and metrics addresses, all distinct: two voters on one port would each
+    // take the other's messages for their own.
+    let mut addresses = free_local_addresses(6);
+    let metrics_addresses = addresses.split_off(3);
+    let cluster_addresses = addresses;
     let voters = cluster_addresses
         .iter()
         .enumerate()
@@ -44,7 +49,7 @@ fn start_cluster(extra_flags: &[&str]) -> Vec<Node> {
         .enumerate()
         .map(|(index, cluster_address)| {
             let id = index as i32 + 1;
-            let metrics = free_local_address();
+            let metrics = metrics_addresses[index].clone();
             let id_text = id.to_string();
             let rack = format!("rack-{id}");
             let mut flags = vec![
@@ -866,22 +871,28 @@ fn commit_through(node: &Node, group: &str, topic: &str, offsets: &BTreeMap<i32,
     }
 }
 
+/// Three brokers with `flags` that agree on their controller and on each other, and a topic
+/// `name` of 3 partitions with every replica in sync; the brokers and their ids.
+async fn cluster_with_topic(flags: &[&str], name: &str) -> (Vec<Node>, BTreeSet<i32>) {
+    let nodes = start_cluster(flags);
+    let all: BTreeSet<i32> = nodes.iter().map(|node| node.id).collect();
+    converge(&nodes.iter().collect::<Vec<_>>(), &all, &all);
+    let topic = NewTopic::new(name, 3, TopicReplication::Fixed(3));
+    let created = admin(&nodes[0])
+        .create_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("create topics answered");
+    assert_eq!(created[0], Ok(name.to_string()));
+    wait_for_isr(&nodes[0], name, 3, &all);
+    (nodes, all)
+}
 /// Committed offsets live in the replicated `__consumer_offsets`: each broker is killed
 /// in turn, so the group's coordinator is killed at least once (its partition's
 /// leadership moves only when its broker dies); after each kill a client of a survivor
 /// reads back exactly the offsets committed before it, and commits again.
 #[tokio::test(flavor = "multi_thread")]
 async fn committed_offsets_survive_the_coordinators_broker_being_killed() {
-    let mut nodes = start_cluster(&[]);
-    let all: BTreeSet<i32> = nodes.iter().map(|node| node.id).collect();
-    converge(&nodes.iter().collect::<Vec<_>>(), &all, &all);
-    let topic = NewTopic::new("tracked", 3, TopicReplication::Fixed(3));
-    let created = admin(&nodes[0])
-        .create_topics(&[topic], &AdminOptions::new())
-        .await
-        .expect("create topics answered");
-    assert_eq!(created[0], Ok("tracked".to_string()));
-    wait_for_isr(&nodes[0], "tracked", 3, &all);
+    let (mut nodes, all) = cluster_with_topic(&[], "tracked").await;
     let mut expected = BTreeMap::new();
     for round in 0..3usize {
         let survivor = &nodes[(round + 1) % 3];
@@ -902,4 +913,230 @@ async fn committed_offsets_survive_the_coordinators_broker_being_killed() {
         .expect("delete topics answered");
     assert!(deleted[0].is_err(), "{deleted:?}");
     wait_for_committed(&nodes[2], "keeper", "tracked", 3, &expected);
+}
+
+const GROUP_FLAGS: &[&str] = &[
+    "--group-min-session-timeout-ms",
+    "100",
+    "--group-initial-rebalance-delay-ms",
+    "500",
+];
+
+/// The node id of `group`'s coordinator as `ringlog group describe` names it, asked of
+/// `node`.
+fn coordinator_of(node: &Node, group: &str) -> i32 {
+    let (ok, stdout, stderr) = node.process.cli(&["group", "describe", group], "");
+    assert!(ok, "group describe {group}: {stderr}");
+    let head: Vec<&str> = stdout
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let at = head
+        .iter()
+        .position(|word| *word == "COORDINATOR")
+        .unwrap_or_else(|| panic!("no coordinator in {stdout}"));
+    head[at + 1].parse().expect("coordinator id")
+}
+
+/// The consumer-group scenario (three members, one dies) while the group coordinator's
+/// broker is killed: the member in its own process is killed together with the coordinator's
+/// broker; the two survivors take over its partition from its committed offset once a new
+/// coordinator leads, every message reaching exactly one member; a member joining after the
+/// broker is back gets its share.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_keeps_consuming_when_its_coordinators_broker_and_a_member_die() {
+    use members::{member, next_message, poll_until, process_member, settled_assignment};
+    use rdkafka::consumer::CommitMode;
+    let (mut nodes, all) = cluster_with_topic(GROUP_FLAGS, "spread").await;
+    let bootstrap = nodes
+        .iter()
+        .map(|node| node.process.address.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let a = member(&bootstrap, "my-app", "spread");
+    let b = member(&bootstrap, "my-app", "spread");
+    let mut c = process_member(&bootstrap, "my-app", "spread");
+    // c holds one partition once all three joined (a member may find the coordinator a
+    // moment later than the others while __consumer_offsets gets its leaders).
+    let held = one_partition_each(&[&a, &b], 2);
+    let c_partition = (0..3)
+        .find(|p| !held.iter().any(|h| h.contains(p)))
+        .unwrap();
+    let keys_of = |acked: &[(i32, i64, String)]| -> Vec<(i32, String)> {
+        acked.iter().map(|(p, _, v)| (*p, v.clone())).collect()
+    };
+    let acked = produce_through(&bootstrap, "spread", 0..30).await;
+    let mut everything = acked.clone();
+    let mut received: Vec<Vec<(i32, String)>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    let deadline = Instant::now() + CONVERGE;
+    while received.iter().map(Vec::len).sum::<usize>() < 30 {
+        assert!(Instant::now() < deadline, "received {received:?}");
+        if let Ok(message) = c.messages.recv_timeout(Duration::from_millis(50)) {
+            received[2].push(message);
+        }
+        for (at, consumer) in [&a, &b].iter().enumerate() {
+            if let Some((partition, value, _)) = next_message(consumer, Duration::from_millis(10)) {
+                received[at].push((partition, value));
+            }
+        }
+    }
+    let mut held_all = held.clone();
+    held_all.push(BTreeSet::from([c_partition]));
+    assert_exactly_once(&received, &held_all, &keys_of(&acked));
+    for consumer in [&a, &b] {
+        consumer
+            .commit_consumer_state(CommitMode::Sync)
+            .expect("commit");
+    }
+    // c auto-commits every 100 ms: once its commit covers what it read, kill it and the
+    // coordinator's broker.
+    let read_by_c = received[2].len() as i64;
+    wait_for_committed(
+        &nodes[0],
+        "my-app",
+        "spread",
+        3,
+        &(0..3)
+            .map(|p| {
+                let count = acked
+                    .iter()
+                    .filter(|(partition, ..)| *partition == p)
+                    .count();
+                (p, count as i64)
+            })
+            .filter(|(_, count)| *count > 0)
+            .collect(),
+    );
+    assert!(read_by_c > 0, "c read nothing");
+    let coordinator = coordinator_of(&nodes[0], "my-app");
+    let at = nodes
+        .iter()
+        .position(|node| node.id == coordinator)
+        .expect("a node of the cluster");
+    nodes[at].process.kill();
+    c.kill();
+    let killed_at = Instant::now();
+    let held = settled_assignment(&[&a, &b], 3);
+    let took_over = killed_at.elapsed();
+    let survivor = &nodes[(at + 1) % 3];
+    let new_coordinator = coordinator_of(survivor, "my-app");
+    assert_ne!(new_coordinator, coordinator, "the coordinator moved");
+    let survivors = nodes
+        .iter()
+        .filter(|node| node.id != coordinator)
+        .map(|node| node.process.address.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let acked = produce_through(&survivors, "spread", 30..60).await;
+    everything.extend(acked.iter().cloned());
+    let received = poll_until(&[&a, &b], 30);
+    assert_exactly_once(&received, &held, &keys_of(&acked));
+    eprintln!("two members held all three partitions {took_over:?} after the kills");
+    for consumer in [&a, &b] {
+        consumer
+            .commit_consumer_state(CommitMode::Sync)
+            .expect("commit");
+    }
+    // The broker comes back; a new member gets one partition, from the committed offsets.
+    nodes[at].process.kill_and_restart();
+    wait_for_isr(&nodes[at], "spread", 3, &all);
+    let d = member(&bootstrap, "my-app", "spread");
+    let held = one_partition_each(&[&a, &b, &d], 3);
+    let acked = produce_through(&bootstrap, "spread", 60..90).await;
+    everything.extend(acked.iter().cloned());
+    let received = poll_until(&[&a, &b, &d], 30);
+    assert_exactly_once(&received, &held, &keys_of(&acked));
+
+    // The CLI sends each partition's requests to its leader, as a client does: given one
+    // broker, it produces keyed records and reads every partition back, whoever leads it.
+    let (ok, _, stderr) = nodes[1].process.cli(
+        &["produce", "spread", "-K", ":"],
+        "k-a:cli 1\nk-b:cli 2\nk-c:cli 3\nk-d:cli 4\n",
+    );
+    assert!(ok, "ringlog produce: {stderr}");
+    let format = ["-f", "%p %o %s"];
+    let (ok, stdout, stderr) = nodes[1].process.cli(
+        &[
+            &["consume", "spread", "--from-beginning", "-e"][..],
+            &format[..],
+        ]
+        .concat(),
+        "",
+    );
+    assert!(ok, "ringlog consume: {stderr}");
+    let mut read: Vec<(i32, i64, String)> = stdout
+        .lines()
+        .map(|line| {
+            let mut fields = line.splitn(3, ' ');
+            let partition = fields.next().unwrap().parse().unwrap();
+            let offset = fields.next().unwrap().parse().unwrap();
+            (partition, offset, fields.next().unwrap().to_string())
+        })
+        .collect();
+    let (from_cli, mut from_clients): (Vec<_>, Vec<_>) = read
+        .drain(..)
+        .partition(|(_, _, value)| value.starts_with("cli "));
+    from_clients.sort();
+    everything.sort();
+    assert_eq!(
+        from_clients, everything,
+        "every acknowledged record, at its offset"
+    );
+    let mut values: Vec<&str> = from_cli
+        .iter()
+        .map(|(_, _, value)| value.as_str())
+        .collect();
+    values.sort();
+    assert_eq!(values, ["cli 1", "cli 2", "cli 3", "cli 4"]);
+}
+
+/// Waits until `members` settle on one partition each, `partitions` in total (others held
+/// elsewhere).
+fn one_partition_each(
+    members: &[&rdkafka::consumer::BaseConsumer],
+    partitions: usize,
+) -> Vec<BTreeSet<i32>> {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let held = members::settled_assignment(members, partitions);
+        if held.iter().all(|p| p.len() == 1) {
+            return held;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never one partition each: {held:?}"
+        );
+    }
+}
+
+/// Each member got exactly the acknowledged messages of the partitions it holds, each once,
+/// per partition in acknowledged order.
+fn assert_exactly_once(
+    received: &[Vec<(i32, String)>],
+    held: &[BTreeSet<i32>],
+    acked: &[(i32, String)],
+) {
+    let mut all: Vec<(i32, String)> = received.iter().flatten().cloned().collect();
+    all.sort();
+    let mut expected = acked.to_vec();
+    expected.sort();
+    assert_eq!(all, expected, "every acknowledged message exactly once");
+    members::assert_only_held(received, held);
+    let partitions: BTreeSet<i32> = acked.iter().map(|(p, _)| *p).collect();
+    for partition in partitions {
+        let order: Vec<&String> = acked
+            .iter()
+            .filter(|(p, _)| *p == partition)
+            .map(|(_, v)| v)
+            .collect();
+        let seen: Vec<&String> = received
+            .iter()
+            .flatten()
+            .filter(|(p, _)| *p == partition)
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(seen, order, "partition {partition} in acknowledged order");
+    }
 }

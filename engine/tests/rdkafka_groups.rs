@@ -2,37 +2,24 @@
 //! delivered once, committed offsets honoured when a member leaves, pub-sub across groups.
 
 mod broker;
+mod members;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use broker::BrokerProcess;
+use members::{assert_delivery, member, poll_until, process_member, settled_assignment, TIMEOUT};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-const TIMEOUT: Duration = Duration::from_secs(20);
 const GROUP_FLAGS: &[&str] = &[
     "--group-min-session-timeout-ms",
     "100",
     "--group-initial-rebalance-delay-ms",
     "500",
 ];
-
-fn member(broker: &BrokerProcess, group: &str, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.address)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "2000")
-        .set("heartbeat.interval.ms", "200")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    consumer
-}
 
 async fn produce(broker: &BrokerProcess, topic: &str, range: std::ops::Range<usize>) {
     let producer: FutureProducer = ClientConfig::new()
@@ -53,38 +40,15 @@ async fn produce(broker: &BrokerProcess, topic: &str, range: std::ops::Range<usi
     }
 }
 
-/// Polls every member until `count` messages arrived in total; returns each member's
-/// (partition, value) list.
-fn poll_until(members: &[&BaseConsumer], count: usize) -> Vec<Vec<(i32, String)>> {
-    let mut received: Vec<Vec<(i32, String)>> = vec![Vec::new(); members.len()];
-    let deadline = Instant::now() + TIMEOUT;
-    while received.iter().map(Vec::len).sum::<usize>() < count {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {count} messages",
-            received.iter().map(Vec::len).sum::<usize>()
-        );
-        for (at, consumer) in members.iter().enumerate() {
-            if let Some(message) = consumer.poll(Duration::from_millis(50)) {
-                let message = message.expect("message");
-                let value =
-                    String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
-                received[at].push((message.partition(), value));
-            }
-        }
-    }
-    received
-}
-
 #[tokio::test]
 async fn three_members_share_three_partitions_and_a_leaver_hands_over_at_its_commit() {
     let broker = BrokerProcess::start_with(2, GROUP_FLAGS);
     let (ok, _, err) = broker.cli(&["topic", "create", "orders", "--partitions", "3"], "");
     assert!(ok, "{err}");
     produce(&broker, "orders", 0..90).await;
-    let a = member(&broker, "my-app3", "orders");
-    let b = member(&broker, "my-app3", "orders");
-    let c = member(&broker, "my-app3", "orders");
+    let a = member(&broker.address, "my-app3", "orders");
+    let b = member(&broker.address, "my-app3", "orders");
+    let c = member(&broker.address, "my-app3", "orders");
     let received = poll_until(&[&a, &b, &c], 90);
     let partitions: Vec<BTreeSet<i32>> = received
         .iter()
@@ -152,8 +116,8 @@ async fn two_groups_each_receive_every_message() {
     let (ok, _, err) = broker.cli(&["topic", "create", "news", "--partitions", "2"], "");
     assert!(ok, "{err}");
     produce(&broker, "news", 0..40).await;
-    let email = member(&broker, "email", "news");
-    let phone = member(&broker, "phone", "news");
+    let email = member(&broker.address, "email", "news");
+    let phone = member(&broker.address, "phone", "news");
     let mut by_group: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let received = poll_until(&[&email, &phone], 80);
     by_group.insert(
@@ -169,87 +133,6 @@ async fn two_groups_each_receive_every_message() {
     assert_eq!(by_group["phone"], expected);
 }
 
-/// Waits until every member holds a stable assignment (the same for a second) covering
-/// `partitions` in total; returns each member's partitions.
-fn settled_assignment(members: &[&BaseConsumer], partitions: usize) -> Vec<BTreeSet<i32>> {
-    let deadline = Instant::now() + TIMEOUT;
-    let mut last: Vec<BTreeSet<i32>> = Vec::new();
-    let mut since = Instant::now();
-    loop {
-        for consumer in members {
-            if let Some(message) = consumer.poll(Duration::from_millis(50)) {
-                let message = message.map(|m| {
-                    let value = String::from_utf8_lossy(m.payload().unwrap_or_default());
-                    format!("{} at {}-{}", value, m.partition(), m.offset())
-                });
-                panic!("no messages expected while settling: {message:?}");
-            }
-        }
-        let now: Vec<BTreeSet<i32>> = members
-            .iter()
-            .map(|c| {
-                c.assignment()
-                    .unwrap()
-                    .elements()
-                    .iter()
-                    .map(|e| e.partition())
-                    .collect()
-            })
-            .collect();
-        if now != last {
-            last = now;
-            since = Instant::now();
-        }
-        let total: usize = last.iter().map(BTreeSet::len).sum();
-        if total == partitions && since.elapsed() > Duration::from_secs(1) {
-            return last;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "assignment never settled: {last:?}"
-        );
-    }
-}
-
-/// Each member got exactly the messages of the partitions it holds, every message once, and
-/// per key in production order.
-fn assert_delivery(
-    received: &[Vec<(i32, String)>],
-    held: &[BTreeSet<i32>],
-    range: std::ops::Range<usize>,
-) {
-    let mut all: Vec<String> = received.iter().flatten().map(|(_, v)| v.clone()).collect();
-    all.sort();
-    let mut expected: Vec<String> = range.map(|i| format!("message {i}")).collect();
-    expected.sort();
-    assert_eq!(all, expected, "every message exactly once");
-    for (messages, partitions) in received.iter().zip(held) {
-        for (partition, value) in messages {
-            assert!(
-                partitions.contains(partition),
-                "{value} from {partition}, held {partitions:?}"
-            );
-        }
-    }
-    // Keys: one consumer each, in order.
-    let mut owner: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut last_seen: BTreeMap<usize, usize> = BTreeMap::new();
-    for (at, messages) in received.iter().enumerate() {
-        for (_, value) in messages {
-            let i: usize = value.trim_start_matches("message ").parse().unwrap();
-            let key = i % 9;
-            assert_eq!(
-                *owner.entry(key).or_insert(at),
-                at,
-                "key-{key} reached two consumers"
-            );
-            if let Some(previous) = last_seen.insert(key, i) {
-                assert!(previous < i, "key-{key}: message {i} after {previous}");
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn four_partitions_three_members_one_holds_two_and_two_partitions_leave_one_idle() {
     let broker = BrokerProcess::start_with(2, GROUP_FLAGS);
@@ -259,7 +142,7 @@ async fn four_partitions_three_members_one_holds_two_and_two_partitions_leave_on
     }
     // Four partitions, three members.
     let members: Vec<BaseConsumer> = (0..3)
-        .map(|_| member(&broker, "quad-app", "quad"))
+        .map(|_| member(&broker.address, "quad-app", "quad"))
         .collect();
     let refs: Vec<&BaseConsumer> = members.iter().collect();
     let held = settled_assignment(&refs, 4);
@@ -271,7 +154,7 @@ async fn four_partitions_three_members_one_holds_two_and_two_partitions_leave_on
     assert_delivery(&received, &held, 0..120);
     // Two partitions, three members: one idles.
     let members: Vec<BaseConsumer> = (0..3)
-        .map(|_| member(&broker, "pair-app", "pair"))
+        .map(|_| member(&broker.address, "pair-app", "pair"))
         .collect();
     let refs: Vec<&BaseConsumer> = members.iter().collect();
     let held = settled_assignment(&refs, 2);
@@ -288,48 +171,14 @@ async fn four_partitions_three_members_one_holds_two_and_two_partitions_leave_on
     );
 }
 
-/// A librdkafka group member in its own process (confluent-kafka, auto-committing every
-/// 100 ms), so it can be killed outright; its messages arrive on the channel as
-/// (partition, value).
-fn process_member(
-    broker: &BrokerProcess,
-    group: &str,
-    topic: &str,
-) -> (
-    std::process::Child,
-    std::sync::mpsc::Receiver<(i32, String)>,
-) {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/group_member.py");
-    let mut child = Command::new("python3")
-        .args([script, &broker.address, group, topic])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 with confluent-kafka (scripts/test installs it)");
-    let stdout = child.stdout.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some((partition, value)) = line.split_once(' ') {
-                let _ = sender.send((partition.parse().unwrap(), value.to_string()));
-            }
-        }
-    });
-    (child, receiver)
-}
-
 #[tokio::test]
 async fn a_killed_member_hands_over_within_its_session_and_a_new_one_spreads_the_load() {
     let broker = BrokerProcess::start_with(2, GROUP_FLAGS);
     let (ok, _, err) = broker.cli(&["topic", "create", "spread", "--partitions", "3"], "");
     assert!(ok, "{err}");
-    let a = member(&broker, "my-app3", "spread");
-    let b = member(&broker, "my-app3", "spread");
-    let (mut c, from_c) = process_member(&broker, "my-app3", "spread");
+    let a = member(&broker.address, "my-app3", "spread");
+    let b = member(&broker.address, "my-app3", "spread");
+    let mut c = process_member(&broker.address, "my-app3", "spread");
     // a and b hold one partition each: c (another process) holds the third.
     let held = settled_assignment(&[&a, &b], 2);
     assert!(held.iter().all(|p| p.len() == 1), "{held:?}");
@@ -342,7 +191,7 @@ async fn a_killed_member_hands_over_within_its_session_and_a_new_one_spreads_the
     let mut by_c = Vec::new();
     while received.iter().map(Vec::len).sum::<usize>() + by_c.len() < 30 {
         assert!(Instant::now() < deadline, "c got {} messages", by_c.len());
-        if let Ok(message) = from_c.recv_timeout(Duration::from_millis(50)) {
+        if let Ok(message) = c.messages.recv_timeout(Duration::from_millis(50)) {
             by_c.push(message);
         }
         for (at, consumer) in [&a, &b].iter().enumerate() {
@@ -383,8 +232,7 @@ async fn a_killed_member_hands_over_within_its_session_and_a_new_one_spreads_the
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    c.kill().unwrap();
-    c.wait().unwrap();
+    c.kill();
     let killed_at = Instant::now();
     let held = settled_assignment(&[&a, &b], 3);
     assert!(
@@ -401,7 +249,7 @@ async fn a_killed_member_hands_over_within_its_session_and_a_new_one_spreads_the
             .expect("commit");
     }
     // A new member arrives: one partition each again, from the committed offsets.
-    let c = member(&broker, "my-app3", "spread");
+    let c = member(&broker.address, "my-app3", "spread");
     let held = settled_assignment(&[&a, &b, &c], 3);
     assert!(held.iter().all(|p| p.len() == 1), "spread back: {held:?}");
     produce(&broker, "spread", 60..90).await;
@@ -420,7 +268,7 @@ async fn after_a_broker_restart_every_group_resumes_from_its_commits() {
     let mut commit_points: BTreeMap<i32, i64> = BTreeMap::new();
     let mut after_commit: BTreeSet<String> = BTreeSet::new();
     for group in ["half", "all"] {
-        let consumer = member(&broker, group, "resume");
+        let consumer = member(&broker.address, group, "resume");
         let mut got: Vec<(i32, i64, String)> = Vec::new();
         let deadline = Instant::now() + TIMEOUT;
         while got.len() < 60 {
@@ -462,7 +310,7 @@ async fn after_a_broker_restart_every_group_resumes_from_its_commits() {
         ),
         ("all", new.clone()),
     ] {
-        let consumer = member(&broker, group, "resume");
+        let consumer = member(&broker.address, group, "resume");
         let received = poll_until(&[&consumer], expected.len());
         let values: Vec<String> = received[0].iter().map(|(_, v)| v.clone()).collect();
         let distinct: BTreeSet<String> = values.iter().cloned().collect();

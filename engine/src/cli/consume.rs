@@ -10,8 +10,9 @@ use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::records::RecordBatchDecoder;
 use protocol::record_batch::BatchHeader;
 
-use super::topic::{metadata, offsets, topic_name};
-use super::{check, client_error, connect};
+use super::route::{self, Brokers};
+use super::topic::topic_name;
+use super::{check, client_error};
 
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
@@ -41,17 +42,10 @@ pub struct ConsumeArgs {
 }
 
 pub async fn run(brokers: &str, args: ConsumeArgs) -> Result<(), String> {
-    let mut client = connect(brokers).await?;
-    let response = metadata(&mut client, Some(&args.topic)).await?;
-    let topic = response
-        .topics
-        .first()
-        .ok_or("the broker returned no topic")?;
-    check(
-        topic.error_code,
-        &format!("cannot consume '{}'", args.topic),
-        None,
-    )?;
+    let mut brokers = Brokers::connect(brokers).await?;
+    let topic = brokers
+        .topic(&args.topic, &format!("cannot consume '{}'", args.topic))
+        .await?;
     let all: Vec<i32> = topic
         .partitions
         .iter()
@@ -73,24 +67,27 @@ pub async fn run(brokers: &str, args: ConsumeArgs) -> Result<(), String> {
             .iter()
             .map(|partition| (*partition, offset))
             .collect(),
-        (None, Some(timestamp)) => offsets(&mut client, &args.topic, &partitions, timestamp)
+        (None, Some(timestamp)) => brokers
+            .offsets(&args.topic, &partitions, timestamp)
             .await?
             .into_iter()
             .collect(),
         (None, None) => {
             let start = if args.from_beginning { -2 } else { -1 };
-            offsets(&mut client, &args.topic, &partitions, start)
+            brokers
+                .offsets(&args.topic, &partitions, start)
                 .await?
                 .into_iter()
                 .collect()
         }
     };
-    let ends: BTreeMap<i32, i64> = offsets(&mut client, &args.topic, &partitions, -1)
+    let ends: BTreeMap<i32, i64> = brokers
+        .offsets(&args.topic, &partitions, -1)
         .await?
         .into_iter()
         .collect();
     let mut printed = 0usize;
-    let stdout = std::io::stdout();
+    let mut leaders = brokers.leaders(&args.topic, &partitions).await?;
     loop {
         if args.exit_at_end
             && positions
@@ -99,67 +96,116 @@ pub async fn run(brokers: &str, args: ConsumeArgs) -> Result<(), String> {
         {
             return Ok(());
         }
-        let request = FetchRequest::default()
-            .with_replica_id((-1).into())
-            .with_max_wait_ms(500)
-            .with_min_bytes(1)
-            .with_max_bytes(16 * 1024 * 1024)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name(&args.topic))
-                .with_partitions(
-                    positions
-                        .iter()
-                        .filter(|(_, offset)| **offset >= 0)
-                        .map(|(partition, offset)| {
-                            FetchPartition::default()
-                                .with_partition(*partition)
-                                .with_fetch_offset(*offset)
-                                .with_partition_max_bytes(1024 * 1024)
-                        })
-                        .collect(),
-                )]);
-        let response = client.send(&request).await.map_err(client_error)?;
-        check(response.error_code, "fetch failed", None)?;
-        for fetched_topic in response.responses {
-            for data in fetched_topic.partitions {
-                let partition = data.partition_index;
-                check(
-                    data.error_code,
-                    &format!("cannot fetch {}-{partition}", args.topic),
-                    None,
-                )?;
-                let records = data.records.unwrap_or_default();
-                let position = positions
-                    .get_mut(&partition)
-                    .ok_or("the broker answered for a partition not asked for")?;
-                let mut out = stdout.lock();
-                for batch in whole_batches(&records) {
-                    let header = BatchHeader::parse(&batch).map_err(|error| error.to_string())?;
-                    let next = header.last_offset() + 1;
-                    if header.is_control() {
-                        *position = (*position).max(next);
+        // One fetch per leader in turn, each waiting a share of half a second.
+        let max_wait_ms = (500 / leaders.len().max(1) as i32).max(100);
+        let mut moved = false;
+        for (leader, owned) in &leaders {
+            let wanted: Vec<FetchPartition> = owned
+                .iter()
+                .filter_map(|partition| Some((*partition, *positions.get(partition)?)))
+                .filter(|(_, offset)| *offset >= 0)
+                .map(|(partition, offset)| {
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1024 * 1024)
+                })
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let request = FetchRequest::default()
+                .with_replica_id((-1).into())
+                .with_max_wait_ms(max_wait_ms)
+                .with_min_bytes(1)
+                .with_max_bytes(16 * 1024 * 1024)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(topic_name(&args.topic))
+                    .with_partitions(wanted)]);
+            let answer = match brokers.to(*leader).await {
+                Ok(client) => client.send(&request).await,
+                Err(error) => {
+                    tracing::debug!("{error}; asking for the leaders again");
+                    moved = true;
+                    continue;
+                }
+            };
+            let response = match answer {
+                Ok(response) => response,
+                Err(error) if route::moved(&error) => {
+                    tracing::debug!("broker {leader}: {error}; asking for the leaders again");
+                    brokers.drop_connection(*leader);
+                    moved = true;
+                    continue;
+                }
+                Err(error) => return Err(client_error(error)),
+            };
+            check(response.error_code, "fetch failed", None)?;
+            for fetched_topic in response.responses {
+                for data in fetched_topic.partitions {
+                    let partition = data.partition_index;
+                    if route::is_moved(data.error_code) {
+                        moved = true;
                         continue;
                     }
-                    let mut buf = batch.clone();
-                    let set = RecordBatchDecoder::decode(&mut buf)
-                        .map_err(|error| format!("cannot decode a batch: {error}"))?;
-                    for record in set
-                        .records
-                        .iter()
-                        .filter(|record| record.offset >= *position)
-                    {
-                        writeln!(out, "{}", render(&args, partition, record))
-                            .map_err(|error| error.to_string())?;
-                        printed += 1;
-                        if args.num.is_some_and(|num| printed >= num) {
-                            return Ok(());
-                        }
+                    check(
+                        data.error_code,
+                        &format!("cannot fetch {}-{partition}", args.topic),
+                        None,
+                    )?;
+                    let position = positions
+                        .get_mut(&partition)
+                        .ok_or("the broker answered for a partition not asked for")?;
+                    let records = data.records.unwrap_or_default();
+                    if print_records(&args, partition, &records, position, &mut printed)? {
+                        return Ok(());
                     }
-                    *position = (*position).max(next);
                 }
             }
         }
+        if moved {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            leaders = brokers.leaders(&args.topic, &partitions).await?;
+        }
     }
+}
+
+/// Prints the records of `records` at or after `position` and moves it past them; true
+/// once `--num` records are printed.
+fn print_records(
+    args: &ConsumeArgs,
+    partition: i32,
+    records: &Bytes,
+    position: &mut i64,
+    printed: &mut usize,
+) -> Result<bool, String> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for batch in whole_batches(records) {
+        let header = BatchHeader::parse(&batch).map_err(|error| error.to_string())?;
+        let next = header.last_offset() + 1;
+        if header.is_control() {
+            *position = (*position).max(next);
+            continue;
+        }
+        let mut buf = batch.clone();
+        let set = RecordBatchDecoder::decode(&mut buf)
+            .map_err(|error| format!("cannot decode a batch: {error}"))?;
+        for record in set
+            .records
+            .iter()
+            .filter(|record| record.offset >= *position)
+        {
+            writeln!(out, "{}", render(args, partition, record))
+                .map_err(|error| error.to_string())?;
+            *printed += 1;
+            if args.num.is_some_and(|num| *printed >= num) {
+                return Ok(true);
+            }
+        }
+        *position = (*position).max(next);
+    }
+    Ok(false)
 }
 
 /// Whole batches in fetched records; a partial batch at the end is left out.

@@ -15,8 +15,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use protocol::client::Client;
 
-use super::topic::{metadata, offsets, topic_name};
-use super::{check, client_error, connect};
+use super::route::Brokers;
+use super::topic::topic_name;
+use super::{check, client_error};
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -53,26 +54,41 @@ pub enum GroupCommand {
 }
 
 pub async fn run(brokers: &str, command: GroupCommand) -> Result<(), String> {
-    let mut client = connect(brokers).await?;
+    let mut brokers = Brokers::connect(brokers).await?;
     match command {
         GroupCommand::List => {
-            let response = client
-                .send(&ListGroupsRequest::default())
-                .await
-                .map_err(client_error)?;
-            check(response.error_code, "cannot list groups", None)?;
+            // Each broker lists the groups it coordinates, as kafka-consumer-groups asks
+            // every broker.
+            let mut groups: BTreeMap<String, (String, String)> = BTreeMap::new();
+            for node in brokers.node_ids() {
+                let response = brokers
+                    .to(node)
+                    .await?
+                    .send(&ListGroupsRequest::default())
+                    .await
+                    .map_err(|error| format!("broker {node}: {error}"))?;
+                check(
+                    response.error_code,
+                    &format!("cannot list the groups of broker {node}"),
+                    None,
+                )?;
+                for group in &response.groups {
+                    groups.insert(
+                        group.group_id.0.to_string(),
+                        (
+                            group.group_state.to_string(),
+                            group.protocol_type.to_string(),
+                        ),
+                    );
+                }
+            }
             println!("{:<40} {:<20} PROTOCOL-TYPE", "GROUP", "STATE");
-            for group in &response.groups {
-                println!(
-                    "{:<40} {:<20} {}",
-                    group.group_id.0.as_str(),
-                    group.group_state.as_str(),
-                    group.protocol_type.as_str()
-                );
+            for (group, (state, protocol_type)) in &groups {
+                println!("{group:<40} {state:<20} {protocol_type}");
             }
             Ok(())
         }
-        GroupCommand::Describe { group } => describe(&mut client, &group).await,
+        GroupCommand::Describe { group } => describe(&mut brokers, &group).await,
         GroupCommand::ResetOffsets {
             group,
             topic,
@@ -93,10 +109,11 @@ pub async fn run(brokers: &str, command: GroupCommand) -> Result<(), String> {
                     )
                 }
             };
-            reset_offsets(&mut client, &group, &topic, target, dry_run).await
+            reset_offsets(&mut brokers, &group, &topic, target, dry_run).await
         }
         GroupCommand::Delete { group } => {
             let request = DeleteGroupsRequest::default().with_groups_names(vec![group_id(&group)]);
+            let (_, client) = brokers.coordinator(&group).await?;
             let response = client.send(&request).await.map_err(client_error)?;
             for result in &response.results {
                 check(
@@ -232,14 +249,15 @@ async fn committed(
     Ok(found)
 }
 
-async fn describe(client: &mut Client, group: &str) -> Result<(), String> {
+async fn describe(brokers: &mut Brokers, group: &str) -> Result<(), String> {
+    let (coordinator, client) = brokers.coordinator(group).await?;
     let described = describe_group(client, group).await?;
     let committed = committed(client, group).await?;
     if described.state == "Dead" && committed.is_empty() {
         return Err(format!("group '{group}' does not exist"));
     }
     println!(
-        "GROUP {group}  STATE {}  PROTOCOL {}  MEMBERS {}",
+        "GROUP {group}  COORDINATOR {coordinator}  STATE {}  PROTOCOL {}  MEMBERS {}",
         described.state,
         if described.protocol.is_empty() {
             "-"
@@ -262,7 +280,7 @@ async fn describe(client: &mut Client, group: &str) -> Result<(), String> {
         by_topic.entry(topic.clone()).or_default().push(*partition);
     }
     for (topic, partitions) in &by_topic {
-        if let Ok(found) = offsets(client, topic, partitions, -1).await {
+        if let Ok(found) = brokers.offsets(topic, partitions, -1).await {
             for (partition, end) in found {
                 ends.insert((topic.clone(), partition), end);
             }
@@ -316,12 +334,13 @@ enum Target {
 }
 
 async fn reset_offsets(
-    client: &mut Client,
+    brokers: &mut Brokers,
     group: &str,
     topic: &str,
     target: Target,
     dry_run: bool,
 ) -> Result<(), String> {
+    let (_, client) = brokers.coordinator(group).await?;
     let described = describe_group(client, group).await?;
     if !described.members.is_empty() {
         return Err(format!(
@@ -330,28 +349,27 @@ async fn reset_offsets(
             described.state
         ));
     }
-    let meta = metadata(client, Some(topic)).await?;
-    let topic_meta = meta.topics.first().ok_or("the broker returned no topic")?;
-    check(
-        topic_meta.error_code,
-        &format!("cannot reset offsets of topic '{topic}'"),
-        None,
-    )?;
+    let topic_meta = brokers
+        .topic(topic, &format!("cannot reset offsets of topic '{topic}'"))
+        .await?;
     let partitions: Vec<i32> = topic_meta
         .partitions
         .iter()
         .map(|p| p.partition_index)
         .collect();
-    let earliest: BTreeMap<i32, i64> = offsets(client, topic, &partitions, -2)
+    let earliest: BTreeMap<i32, i64> = brokers
+        .offsets(topic, &partitions, -2)
         .await?
         .into_iter()
         .collect();
-    let latest: BTreeMap<i32, i64> = offsets(client, topic, &partitions, -1)
+    let latest: BTreeMap<i32, i64> = brokers
+        .offsets(topic, &partitions, -1)
         .await?
         .into_iter()
         .collect();
     let at_time: BTreeMap<i32, i64> = match target {
-        Target::Time(ms) => offsets(client, topic, &partitions, ms)
+        Target::Time(ms) => brokers
+            .offsets(topic, &partitions, ms)
             .await?
             .into_iter()
             .collect(),
@@ -395,6 +413,7 @@ async fn reset_offsets(
                     })
                     .collect(),
             )]);
+    let (_, client) = brokers.coordinator(group).await?;
     let response = client.send(&request).await.map_err(client_error)?;
     for topic in &response.topics {
         for partition in &topic.partitions {

@@ -5,6 +5,7 @@ mod cluster;
 mod consume;
 mod group;
 mod produce;
+mod route;
 mod serve;
 mod topic;
 

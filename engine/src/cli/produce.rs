@@ -9,8 +9,9 @@ use kafka_protocol::messages::ProduceRequest;
 use protocol::partitioner::partition_for_key;
 use protocol::record_batch::{validate_batch, Compression, RecordBatchBuilder, MAX_BATCH_BYTES};
 
-use super::topic::{metadata, topic_name};
-use super::{check, client_error, connect};
+use super::route::{self, Brokers};
+use super::topic::topic_name;
+use super::{check, client_error};
 
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
@@ -61,7 +62,7 @@ pub async fn run(brokers: &str, args: ProduceArgs) -> Result<(), String> {
             Ok((name.as_bytes().to_vec(), value.as_bytes().to_vec()))
         })
         .collect::<Result<_, String>>()?;
-    let mut client = connect(brokers).await?;
+    let mut brokers = Brokers::connect(brokers).await?;
     // Metadata with auto-creation, as a Kafka producer does.
     let request = kafka_protocol::messages::MetadataRequest::default()
         .with_topics(Some(vec![
@@ -69,7 +70,11 @@ pub async fn run(brokers: &str, args: ProduceArgs) -> Result<(), String> {
                 .with_name(Some(topic_name(&args.topic))),
         ]))
         .with_allow_auto_topic_creation(true);
-    let response = client.send(&request).await.map_err(client_error)?;
+    let response = brokers
+        .bootstrap()
+        .send(&request)
+        .await
+        .map_err(client_error)?;
     let topic = response
         .topics
         .first()
@@ -88,7 +93,6 @@ pub async fn run(brokers: &str, args: ProduceArgs) -> Result<(), String> {
             ));
         }
     }
-    let _ = metadata;
     let stdin = std::io::stdin();
     let mut pending: BTreeMap<i32, RecordBatchBuilder> = BTreeMap::new();
     let mut next_partition = 0;
@@ -121,23 +125,28 @@ pub async fn run(brokers: &str, args: ProduceArgs) -> Result<(), String> {
         builder.push_with_headers(key.as_deref(), Some(&value), &header_refs, now);
         if builder.record_count() as usize >= args.batch_records {
             let builder = pending.remove(&partition).expect("present");
-            sent += send(&mut client, &args, BTreeMap::from([(partition, builder)])).await?;
+            sent += send(&mut brokers, &args, BTreeMap::from([(partition, builder)])).await?;
         }
     }
     if !pending.is_empty() {
-        sent += send(&mut client, &args, pending).await?;
+        sent += send(&mut brokers, &args, pending).await?;
     }
     eprintln!("produced {sent} records to {}", args.topic);
     Ok(())
 }
 
+/// Sends one batch per partition, each to its partition's leader, and waits for every
+/// answer; a partition whose leadership moved is sent again to its new leader.
 async fn send(
-    client: &mut protocol::client::Client,
+    brokers: &mut Brokers,
     args: &ProduceArgs,
     batches: BTreeMap<i32, RecordBatchBuilder>,
 ) -> Result<usize, String> {
+    if args.acks == 0 {
+        return Err("acks=0 is not supported by this command: it waits for every answer".into());
+    }
     let mut records = 0;
-    let mut partition_data = Vec::new();
+    let mut unsent: BTreeMap<i32, bytes::Bytes> = BTreeMap::new();
     for (partition, builder) in batches {
         records += builder.record_count() as usize;
         let mut batch = builder.finish();
@@ -147,29 +156,53 @@ async fn send(
             batch = protocol::codec::compress(&batch, &header, args.compression)
                 .map_err(|error| format!("{:?} compression: {error}", args.compression))?;
         }
-        partition_data.push(
-            PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch.into())),
-        );
+        unsent.insert(partition, batch.into());
     }
-    let request = ProduceRequest::default()
-        .with_acks(args.acks)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(&args.topic))
-            .with_partition_data(partition_data)]);
-    if args.acks == 0 {
-        return Err("acks=0 is not supported by this command: it waits for every answer".into());
-    }
-    let response = client.send(&request).await.map_err(client_error)?;
-    for topic in &response.responses {
-        for partition in &topic.partition_responses {
-            check(
-                partition.error_code,
-                &format!("cannot produce to {}-{}", args.topic, partition.index),
-                partition.error_message.as_deref(),
-            )?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !unsent.is_empty() {
+        let partitions: Vec<i32> = unsent.keys().copied().collect();
+        for (leader, owned) in brokers.leaders(&args.topic, &partitions).await? {
+            let partition_data = owned
+                .iter()
+                .map(|partition| {
+                    PartitionProduceData::default()
+                        .with_index(*partition)
+                        .with_records(Some(unsent[partition].clone()))
+                })
+                .collect();
+            let request = ProduceRequest::default()
+                .with_acks(args.acks)
+                .with_timeout_ms(30_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(topic_name(&args.topic))
+                    .with_partition_data(partition_data)]);
+            // Not connected: nothing was sent, so it is safe to ask the next leader.
+            let client = match brokers.to(leader).await {
+                Ok(client) => client,
+                Err(error) if std::time::Instant::now() < deadline => {
+                    tracing::debug!("{error}; asking for the leaders again");
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let response = client.send(&request).await.map_err(client_error)?;
+            for topic in &response.responses {
+                for partition in &topic.partition_responses {
+                    if route::is_moved(partition.error_code) && std::time::Instant::now() < deadline
+                    {
+                        continue;
+                    }
+                    check(
+                        partition.error_code,
+                        &format!("cannot produce to {}-{}", args.topic, partition.index),
+                        partition.error_message.as_deref(),
+                    )?;
+                    unsent.remove(&partition.index);
+                }
+            }
+        }
+        if !unsent.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
     Ok(records)

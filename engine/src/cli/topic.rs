@@ -9,6 +9,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::route::Brokers;
 use super::{check, client_error, connect};
 
 #[derive(Debug, Subcommand)]
@@ -120,9 +121,11 @@ pub async fn run(brokers: &str, command: TopicCommand) -> Result<(), String> {
                 .iter()
                 .map(|partition| partition.partition_index)
                 .collect();
-            let earliest = offsets(&mut client, &name, &partitions, -2).await?;
-            let latest = offsets(&mut client, &name, &partitions, -1).await?;
             print_configs(&mut client, &name).await?;
+            // Offsets from each partition's leader.
+            let mut brokers = Brokers::over(client).await?;
+            let earliest = brokers.offsets(&name, &partitions, -2).await?;
+            let latest = brokers.offsets(&name, &partitions, -1).await?;
             println!("partition\tleader\tlog-start\thigh-watermark");
             for partition in &topic.partitions {
                 let index = partition.partition_index;
@@ -248,19 +251,6 @@ pub async fn metadata(
         .with_topics(topics)
         .with_allow_auto_topic_creation(false);
     client.send(&request).await.map_err(client_error)
-}
-
-/// (partition, offset) at `timestamp` (-1 latest, -2 earliest) for each partition.
-pub async fn offsets(
-    client: &mut protocol::client::Client,
-    topic: &str,
-    partitions: &[i32],
-    timestamp: i64,
-) -> Result<Vec<(i32, i64)>, String> {
-    client
-        .list_offsets(topic, partitions, timestamp)
-        .await
-        .map_err(client_error)
 }
 
 async fn print_configs(client: &mut protocol::client::Client, name: &str) -> Result<(), String> {

@@ -156,8 +156,19 @@ pub fn consumer_from_beginning(
 
 /// A loopback address whose port was free a moment ago (for `--metrics-listen`).
 pub fn free_local_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    format!("127.0.0.1:{}", listener.local_addr().unwrap().port())
+    free_local_addresses(1).remove(0)
+}
+
+/// `count` distinct free loopback addresses: each port stays bound until all are chosen, so
+/// none is given twice.
+pub fn free_local_addresses(count: usize) -> Vec<String> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| format!("127.0.0.1:{}", listener.local_addr().unwrap().port()))
+        .collect()
 }
 
 /// The Prometheus text a broker serves at `address` (its `--metrics-listen`), headers
