@@ -113,6 +113,10 @@ impl Brokers {
         partitions: &[i32],
     ) -> Result<BTreeMap<i32, Vec<i32>>, String> {
         let deadline = Instant::now() + SETTLE;
+        // A lone broker names no leader for a partition it cannot serve (offline): it is
+        // still the one to ask, and answers with the partition's own error.
+        let lone =
+            (self.addresses.len() <= 1).then(|| self.node_ids().first().copied().unwrap_or(-1));
         loop {
             let described = self
                 .topic(topic, &format!("cannot find the leaders of '{topic}'"))
@@ -128,7 +132,10 @@ impl Brokers {
                     None => {
                         return Err(format!("partition {partition} does not exist in '{topic}'"))
                     }
-                    Some(p) if p.leader_id.0 < 0 => leaderless = Some(*partition),
+                    Some(p) if p.leader_id.0 < 0 => match lone {
+                        Some(node) => by_leader.entry(node).or_default().push(*partition),
+                        None => leaderless = Some(*partition),
+                    },
                     Some(p) => by_leader.entry(p.leader_id.0).or_default().push(*partition),
                 }
             }
