@@ -634,3 +634,53 @@ fn a_fresh_log_reserves_its_first_step_before_its_first_write() {
         });
     });
 }
+
+/// acks=1 is answered once its write reached the OS, not after the fdatasync that follows
+/// it in the same round: a sync that fails (EIO on the simulated disk) fails the acks=all
+/// append of that round and takes the log offline, while the acks=1 append beside it, whose
+/// write completed, was answered.
+#[test]
+fn an_acks_1_append_is_answered_by_its_write_before_the_rounds_fdatasync() {
+    use engine::io::sim::Faults;
+    let env = Env::new(Place::Sim);
+    env.run(async {
+        let log = env.open(env.config(), Clock::system()).await;
+        let first = log
+            .append(bytes_mut(&batch(1, 2, 10, T0)), Ack::Durable)
+            .await
+            .unwrap();
+        first.wait().await.unwrap();
+        let before = env.sim().ops();
+        let second = log
+            .append(bytes_mut(&batch(2, 2, 10, T0)), Ack::Durable)
+            .await
+            .unwrap();
+        second.wait().await.unwrap();
+        let per_round = env.sim().ops() - before;
+        assert_eq!(
+            per_round, 2,
+            "a round of one small append: its write, its fdatasync"
+        );
+        // The next round's second operation, its fdatasync, fails.
+        env.sim().set_faults(Faults {
+            eio_at_ops: [env.sim().ops() + 2].into(),
+            ..Faults::default()
+        });
+        let written = log
+            .append(bytes_mut(&batch(3, 2, 10, T0)), Ack::Written)
+            .await
+            .unwrap();
+        let durable = log
+            .append(bytes_mut(&batch(4, 2, 10, T0)), Ack::Durable)
+            .await
+            .unwrap();
+        written.wait().await.expect("acks=1: the write completed");
+        let failed = durable
+            .wait()
+            .await
+            .expect_err("acks=all: the fdatasync failed");
+        assert_eq!(failed.raw_os_error(), Some(libc::EIO), "{failed}");
+        assert_eq!(log.frontiers().durable_offset, 4);
+        assert_eq!(log.frontiers().written_offset, 8);
+    });
+}

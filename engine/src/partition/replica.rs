@@ -823,6 +823,9 @@ mod tests {
             a.append_replicated(batches_from(&b, 2).await)
                 .await
                 .unwrap();
+            // A follower's append is answered once written; its fdatasync may still run, and
+            // its log serves only what is durable.
+            a.log.flush().await.unwrap();
             let values: Vec<(i64, i32)> = batches_from(&a, 0)
                 .await
                 .iter()

@@ -73,10 +73,9 @@ pub(super) async fn run(weak: Weak<Inner>) {
         let job = take_job(&mut inner.state.borrow_mut(), &config);
         match job {
             Some(job) => {
-                let end_offset = job.end_offset;
                 let synced: Vec<i64> = job.sync.iter().map(|(base, _)| *base).collect();
                 let result = execute(&inner, job, &config).await;
-                complete(&mut inner.state.borrow_mut(), result, end_offset, &synced);
+                complete_sync(&mut inner.state.borrow_mut(), result, &synced);
                 inner.progress.notify_waiters();
                 if let Some(data) = inner.data_notify.borrow().as_ref() {
                     data.notify_waiters();
@@ -154,11 +153,10 @@ fn take_job(state: &mut State, config: &LogConfig) -> Option<FlushJob> {
     })
 }
 
-async fn execute(
-    inner: &Rc<Inner>,
-    job: FlushJob,
-    config: &LogConfig,
-) -> Result<Vec<Completed>, StorageError> {
+/// Runs `job`: its writes, then its fdatasyncs. Once the writes completed they are
+/// published (the written frontier moves and acks=1 waiters are answered: their data reached
+/// the OS) before the fdatasyncs start, so a write that needs no sync never waits for one.
+async fn execute(inner: &Rc<Inner>, job: FlushJob, config: &LogConfig) -> Result<(), StorageError> {
     let mut completed = Vec::with_capacity(job.writes.len());
     let mut written_bytes = 0u64;
     for write in job.writes {
@@ -187,6 +185,16 @@ async fn execute(
             renamed,
         });
     }
+    let wrote = completed.len() as u64;
+    complete_writes(&mut inner.state.borrow_mut(), completed, job.end_offset);
+    if !job.sync.is_empty() && wrote > 0 {
+        inner.progress.notify_waiters();
+        if config.flush_policy == FlushPolicy::OnDemand {
+            if let Some(data) = inner.data_notify.borrow().as_ref() {
+                data.notify_waiters();
+            }
+        }
+    }
     for (_, file) in &job.sync {
         let started = std::time::Instant::now();
         file.sync_data()
@@ -196,26 +204,17 @@ async fn execute(
     }
     super::stats::count(|cells| {
         cells.rounds.fetch_add(1, Ordering::Relaxed);
-        cells
-            .writes
-            .fetch_add(completed.len() as u64, Ordering::Relaxed);
+        cells.writes.fetch_add(wrote, Ordering::Relaxed);
         cells
             .write_bytes
             .fetch_add(written_bytes, Ordering::Relaxed);
     });
-    Ok(completed)
+    Ok(())
 }
 
-fn complete(
-    state: &mut State,
-    result: Result<Vec<Completed>, StorageError>,
-    end_offset: i64,
-    synced: &[i64],
-) {
-    let completed = match result {
-        Ok(completed) => completed,
-        Err(error) => return state.fail(error),
-    };
+/// Moves the written frontier over `completed` (writes that all succeeded) and answers the
+/// waiters it covers.
+fn complete_writes(state: &mut State, completed: Vec<Completed>, end_offset: i64) {
     let wrote = !completed.is_empty();
     for done in completed {
         let segment = state
@@ -232,6 +231,15 @@ fn complete(
     }
     if wrote {
         state.written_offset = end_offset;
+    }
+    state.resolve_waiters();
+}
+
+/// After a job: the fdatasynced segments are durable up to what was written, or the log
+/// fails with the job's error.
+fn complete_sync(state: &mut State, result: Result<(), StorageError>, synced: &[i64]) {
+    if let Err(error) = result {
+        return state.fail(error);
     }
     if !synced.is_empty() {
         for base in synced {
