@@ -558,13 +558,28 @@ pub(super) async fn prepare_segment(weak: Weak<Inner>) {
         })
     }
     .await;
-    let mut state = inner.state.borrow_mut();
-    state.preparing = false;
-    match result {
-        Ok(prepared) if !state.closed => state.prepared = Some(prepared),
-        Ok(_) => {}
-        Err(error) => {
-            tracing::warn!(%error, "could not prepare the next segment; the roll will create it")
+    let unused = {
+        let mut state = inner.state.borrow_mut();
+        state.preparing = false;
+        match result {
+            Ok(prepared) if !state.closed => {
+                state.prepared = Some(prepared);
+                None
+            }
+            // Closed while it was being made: nobody will use it (close removed what was
+            // prepared then, not this one).
+            Ok(prepared) => Some(prepared),
+            Err(error) => {
+                tracing::warn!(%error, "could not prepare the next segment; the roll will create it");
+                None
+            }
+        }
+    };
+    inner.progress.notify_waiters();
+    if let Some(prepared) = unused {
+        drop(prepared.files);
+        if let Err(error) = delete_segment_files(&inner, &prepared.paths).await {
+            tracing::warn!(%error, "could not remove a segment prepared during close; the next start removes it");
         }
     }
 }
@@ -776,6 +791,16 @@ async fn delete_segment_files(inner: &Inner, paths: &SegmentPaths) -> Result<(),
 
 /// Writes every index entry of the open segments and removes an unused prepared segment.
 pub(super) async fn close(inner: &Rc<Inner>) -> Result<(), StorageError> {
+    // A segment being prepared is waited for, so that it is removed below rather than left
+    // behind by a task that outlives the log.
+    loop {
+        let mut progressed = pin!(inner.progress.notified());
+        progressed.as_mut().enable();
+        if !inner.state.borrow().preparing {
+            break;
+        }
+        progressed.await;
+    }
     let (index_writes, prepared) = {
         let mut state = inner.state.borrow_mut();
         state.closed = true;
