@@ -635,6 +635,18 @@ fn a_fresh_log_reserves_its_first_step_before_its_first_write() {
     });
 }
 
+/// A log on `env` that took one durable round (offsets 0-1): later small rounds cost only
+/// their own writes and fdatasyncs (the first also reserves the segment's first step).
+async fn open_after_one_round(env: &Env) -> engine::storage::PartitionLog {
+    let log = env.open(env.config(), Clock::system()).await;
+    let first = log
+        .append(bytes_mut(&batch(1, 2, 10, T0)), Ack::Durable)
+        .await
+        .unwrap();
+    first.wait().await.unwrap();
+    log
+}
+
 /// acks=1 is answered once its write reached the OS, not after the fdatasync that follows
 /// it in the same round: a sync that fails (EIO on the simulated disk) fails the acks=all
 /// append of that round and takes the log offline, while the acks=1 append beside it, whose
@@ -644,12 +656,7 @@ fn an_acks_1_append_is_answered_by_its_write_before_the_rounds_fdatasync() {
     use engine::io::sim::Faults;
     let env = Env::new(Place::Sim);
     env.run(async {
-        let log = env.open(env.config(), Clock::system()).await;
-        let first = log
-            .append(bytes_mut(&batch(1, 2, 10, T0)), Ack::Durable)
-            .await
-            .unwrap();
-        first.wait().await.unwrap();
+        let log = open_after_one_round(&env).await;
         let before = env.sim().ops();
         let second = log
             .append(bytes_mut(&batch(2, 2, 10, T0)), Ack::Durable)
@@ -682,5 +689,33 @@ fn an_acks_1_append_is_answered_by_its_write_before_the_rounds_fdatasync() {
         assert_eq!(failed.raw_os_error(), Some(libc::EIO), "{failed}");
         assert_eq!(log.frontiers().durable_offset, 4);
         assert_eq!(log.frontiers().written_offset, 8);
+    });
+}
+
+/// A follower replica's log writes without an fdatasync per write; made a leader again it
+/// syncs what it wrote at once, with no new append to start a round.
+#[test]
+fn a_followers_log_syncs_on_demand_and_a_leaders_at_once() {
+    let env = Env::new(Place::Sim);
+    env.run(async {
+        let log = open_after_one_round(&env).await;
+        log.set_follower(true);
+        let before = env.sim().ops();
+        let written = log
+            .append(bytes_mut(&batch(2, 2, 10, T0)), Ack::Written)
+            .await
+            .unwrap();
+        written.wait().await.unwrap();
+        assert_eq!(env.sim().ops() - before, 1, "the write alone, no fdatasync");
+        assert_eq!(log.frontiers().written_offset, 4);
+        assert_eq!(log.frontiers().durable_offset, 2);
+        log.set_follower(false);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while log.frontiers().durable_offset < 4 {
+            assert!(std::time::Instant::now() < deadline, "never synced");
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(env.sim().ops() - before, 2, "then one fdatasync");
+        log.close().await.unwrap();
     });
 }

@@ -430,6 +430,9 @@ impl LocalPartition {
     /// Returns how the ISR of a partition this broker still leads changed.
     pub async fn assign(&self, assignment: Assignment) -> Result<IsrChanged, StorageError> {
         let mut changed = IsrChanged::default();
+        // A follower's writes are synced on demand; a leader's as configured.
+        self.log
+            .set_follower(matches!(assignment, Assignment::Follower { .. }));
         match assignment {
             Assignment::Leader {
                 epoch,
@@ -572,14 +575,27 @@ impl LocalPartition {
     }
 
     /// A follower appends batches from its leader as they are (offsets and epochs), each
-    /// only at the log end; waits until they are written (a follower reports as its log end
-    /// only what reached the OS). A new epoch is stored before its first batch.
+    /// only at the log end, and waits until they are written (a follower reports as its log
+    /// end only what reached the OS). A new epoch is stored before its first batch.
     pub async fn append_replicated(
         &self,
         batches: Vec<(BytesMut, BatchHeader)>,
     ) -> Result<usize, PartitionError> {
-        let mut waits: Vec<Appended> = Vec::with_capacity(batches.len());
         let count = batches.len();
+        for appended in self.begin_replicated_append(batches).await? {
+            appended.wait().await?;
+        }
+        Ok(count)
+    }
+
+    /// [`Self::append_replicated`] without the wait: the batches are in the log, and each
+    /// returned wait ends when its batch is written. A fetcher appends every partition of a
+    /// fetch answer this way before it waits for any, so their writes go out together.
+    pub async fn begin_replicated_append(
+        &self,
+        batches: Vec<(BytesMut, BatchHeader)>,
+    ) -> Result<Vec<Appended>, PartitionError> {
+        let mut waits: Vec<Appended> = Vec::with_capacity(batches.len());
         for (bytes, header) in batches {
             let log_end = self.log.log_end_offset();
             if header.base_offset != log_end {
@@ -603,10 +619,7 @@ impl LocalPartition {
             }
             waits.push(stored);
         }
-        for wait in waits {
-            wait.wait().await?;
-        }
-        Ok(count)
+        Ok(waits)
     }
 
     /// The leader does not have this follower's fetch offset: its tail is checked against

@@ -287,6 +287,7 @@ async fn fetch(client: &mut Client, me: i32, ready: Vec<Followed>) -> Result<boo
         );
     let response: FetchResponse = client.send(&request).await?;
     let mut progressed = false;
+    let mut appended = Vec::new();
     for topic in &response.responses {
         for data in &topic.partitions {
             let Some(followed) = ready
@@ -313,20 +314,35 @@ async fn fetch(client: &mut Client, me: i32, ready: Vec<Followed>) -> Result<boo
                 continue;
             }
             let records = data.records.clone().unwrap_or_default();
-            if let Err(error) = append(followed, &records).await {
-                tracing::error!(topic = %followed.topic, partition = followed.partition, %error, "cannot append what the leader sent");
-                continue;
+            match append(followed, &records).await {
+                Ok(waits) => appended.push((followed, waits, data.high_watermark)),
+                Err(error) => {
+                    tracing::error!(topic = %followed.topic, partition = followed.partition, %error, "cannot append what the leader sent")
+                }
             }
-            followed
-                .local
-                .set_leader_high_watermark(data.high_watermark);
         }
     }
+    // Every partition's batches are in its log: wait for their writes together, so the next
+    // fetch (which tells the leader this follower's log ends) follows the slowest one only.
+    let written = appended.into_iter().map(|(followed, waits, high_watermark)| async move {
+        for wait in waits {
+            if let Err(error) = wait.wait().await {
+                tracing::error!(topic = %followed.topic, partition = followed.partition, %error, "cannot write what the leader sent");
+                return;
+            }
+        }
+        followed.local.set_leader_high_watermark(high_watermark);
+    });
+    futures_util::future::join_all(written).await;
     Ok(progressed)
 }
 
-/// Appends the whole batches of `records` at or after the log end.
-async fn append(followed: &Followed, records: &[u8]) -> Result<(), FollowError> {
+/// Appends the whole batches of `records` at or after the log end; the waits end when they
+/// are written.
+async fn append(
+    followed: &Followed,
+    records: &[u8],
+) -> Result<Vec<crate::storage::Appended>, FollowError> {
     let _appends_held = followed.gate.lock().await;
     let log_end = followed.local.log.log_end_offset();
     let mut batches = Vec::new();
@@ -348,8 +364,7 @@ async fn append(followed: &Followed, records: &[u8]) -> Result<(), FollowError> 
         batches.push((BytesMut::from(bytes), header));
     }
     if batches.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    followed.local.append_replicated(batches).await?;
-    Ok(())
+    Ok(followed.local.begin_replicated_append(batches).await?)
 }

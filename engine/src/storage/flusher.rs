@@ -70,7 +70,7 @@ pub(super) async fn run(weak: Weak<Inner>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let config = inner.config.borrow().clone();
-        let job = take_job(&mut inner.state.borrow_mut(), &config);
+        let job = take_job(&mut inner.state.borrow_mut(), inner.flush_policy());
         match job {
             Some(job) => {
                 let synced: Vec<i64> = job.sync.iter().map(|(base, _)| *base).collect();
@@ -105,7 +105,7 @@ pub(super) async fn run(weak: Weak<Inner>) {
     }
 }
 
-fn take_job(state: &mut State, config: &LogConfig) -> Option<FlushJob> {
+fn take_job(state: &mut State, policy: FlushPolicy) -> Option<FlushJob> {
     if state.failure.is_some() {
         return None;
     }
@@ -133,7 +133,7 @@ fn take_job(state: &mut State, config: &LogConfig) -> Option<FlushJob> {
         }
     }
     let rolled = open_bases.len() > 1;
-    let sync_wanted = match config.flush_policy {
+    let sync_wanted = match policy {
         FlushPolicy::EveryWrite => true,
         FlushPolicy::OnDemand => !state.durable_waiters.is_empty() || rolled,
     };
@@ -189,7 +189,7 @@ async fn execute(inner: &Rc<Inner>, job: FlushJob, config: &LogConfig) -> Result
     complete_writes(&mut inner.state.borrow_mut(), completed, job.end_offset);
     if !job.sync.is_empty() && wrote > 0 {
         inner.progress.notify_waiters();
-        if config.flush_policy == FlushPolicy::OnDemand {
+        if inner.flush_policy() == FlushPolicy::OnDemand {
             if let Some(data) = inner.data_notify.borrow().as_ref() {
                 data.notify_waiters();
             }

@@ -26,7 +26,7 @@ use protocol::records::Records;
 use tokio::sync::{oneshot, Notify};
 
 use super::clock::Clock;
-use super::config::{LogConfig, READ_BYTES_MAX};
+use super::config::{FlushPolicy, LogConfig, READ_BYTES_MAX};
 use super::error::StorageError;
 use super::flusher;
 use super::log_state::{register, Blocked, State};
@@ -127,6 +127,19 @@ pub(super) struct Inner {
     pub data_notify: RefCell<Option<Rc<Notify>>>,
     /// Held while the stored log start offset is replaced, so that stores land in order.
     pub log_start_store: tokio::sync::Mutex<()>,
+    /// The log is a follower replica's: its writes are synced on demand only, whatever the
+    /// configured policy (see [`PartitionLog::set_follower`]).
+    pub follower: Cell<bool>,
+}
+
+impl Inner {
+    /// The flush policy in force: the configured one, or on demand for a follower's log.
+    pub fn flush_policy(&self) -> FlushPolicy {
+        if self.follower.get() {
+            return FlushPolicy::OnDemand;
+        }
+        self.config.borrow().flush_policy
+    }
 }
 
 /// One partition's log. Not `Send`: it lives on its owner shard's thread.
@@ -198,6 +211,7 @@ impl PartitionLog {
             shutdown: Cell::new(false),
             data_notify: RefCell::new(None),
             log_start_store: tokio::sync::Mutex::new(()),
+            follower: Cell::new(false),
         });
         let flusher = tokio::task::spawn_local(flusher::run(Rc::downgrade(&inner)));
         Ok(PartitionLog {
@@ -217,6 +231,20 @@ impl PartitionLog {
 
     pub fn config(&self) -> LogConfig {
         self.inner.config.borrow().clone()
+    }
+
+    /// Makes this the log of a follower replica (true) or of a leader or single broker
+    /// (false). A follower's writes are not fdatasynced one by one, as Kafka's followers leave
+    /// them to the OS: in a cluster acks=all means the leader fsynced the records and every
+    /// in-sync replica has them, so a follower reports its log end once written, and per-write
+    /// fsyncs on every replica would only load the disk the leader syncs on. It still syncs
+    /// what it holds at a roll, a flush and on close. Back to the configured policy, whatever
+    /// was written but not yet synced is synced at once (a new leader counts as its own log
+    /// end only what is durable).
+    pub fn set_follower(&self, follower: bool) {
+        if self.inner.follower.replace(follower) && !follower {
+            self.inner.flush_wake.notify_one();
+        }
     }
 
     /// Applies new settings; they take effect for the next append, roll and retention run.
@@ -358,7 +386,7 @@ impl PartitionLog {
     /// moved over writes (and fdatasyncs) that completed.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, StorageError> {
         let max_bytes = max_bytes.min(READ_BYTES_MAX);
-        let policy = self.inner.config.borrow().flush_policy;
+        let policy = self.inner.flush_policy();
         let (plan, mut result) = {
             let state = self.inner.state.borrow();
             if state.closed {
@@ -409,7 +437,7 @@ impl PartitionLog {
         &self,
         timestamp: i64,
     ) -> Result<Option<TimestampOffset>, StorageError> {
-        let policy = self.inner.config.borrow().flush_policy;
+        let policy = self.inner.flush_policy();
         let candidates: Vec<_> = {
             let state = self.inner.state.borrow();
             state.check_usable()?;
@@ -470,7 +498,7 @@ impl PartitionLog {
     /// Headers of the readable batches in about the last `bytes` of the active segment,
     /// oldest first (to rebuild per-producer state after a restart).
     pub async fn tail_headers(&self, bytes: u64) -> Result<Vec<BatchHeader>, StorageError> {
-        let policy = self.inner.config.borrow().flush_policy;
+        let policy = self.inner.flush_policy();
         let (reader, start, base_offset, limit) = {
             let state = self.inner.state.borrow();
             state.check_usable()?;
@@ -532,7 +560,7 @@ impl PartitionLog {
     }
 
     pub fn high_watermark(&self) -> i64 {
-        let policy = self.inner.config.borrow().flush_policy;
+        let policy = self.inner.flush_policy();
         self.inner.state.borrow().high_watermark(policy)
     }
 
@@ -672,7 +700,7 @@ impl PartitionLog {
     /// then hold only such records. The new start is stored durably before this returns;
     /// returns the log start offset (the low watermark), unchanged when `offset` is below it.
     pub async fn delete_records_before(&self, offset: i64) -> Result<i64, StorageError> {
-        let policy = self.inner.config.borrow().flush_policy;
+        let policy = self.inner.flush_policy();
         let _storing = self.inner.log_start_store.lock().await;
         {
             let state = self.inner.state.borrow();
