@@ -1140,3 +1140,94 @@ fn assert_exactly_once(
         assert_eq!(seen, order, "partition {partition} in acknowledged order");
     }
 }
+
+/// CreatePartitions and topic config changes go through the quorum: asked of one broker,
+/// every broker sees the new partitions (each with three in-sync replicas) and the new
+/// configs, records are acknowledged in the new partitions and read back at their offsets,
+/// and the config takes effect where each partition is led.
+#[tokio::test(flavor = "multi_thread")]
+async fn new_partitions_and_topic_configs_reach_every_broker() {
+    use rdkafka::admin::{AlterConfig, NewPartitions, ResourceSpecifier};
+    let (nodes, all) = cluster_with_topic(&[], "grown").await;
+    let grown = admin(&nodes[1])
+        .create_partitions(&[NewPartitions::new("grown", 5)], &AdminOptions::new())
+        .await
+        .expect("create partitions answered");
+    assert_eq!(grown[0], Ok("grown".to_string()));
+    for node in &nodes {
+        let placed = wait_for_isr(node, "grown", 5, &all);
+        assert!(placed.values().all(|(_, replicas, _)| replicas.len() == 3));
+    }
+    let too_few = admin(&nodes[0])
+        .create_partitions(&[NewPartitions::new("grown", 4)], &AdminOptions::new())
+        .await
+        .expect("create partitions answered");
+    assert!(
+        matches!(too_few[0], Err((_, RDKafkaErrorCode::InvalidPartitions))),
+        "{too_few:?}"
+    );
+    let bootstrap = nodes
+        .iter()
+        .map(|node| node.process.address.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let acked = produce_through(&bootstrap, "grown", 0..200).await;
+    let used: BTreeSet<i32> = acked.iter().map(|(partition, ..)| *partition).collect();
+    assert!(used.contains(&3) && used.contains(&4), "{used:?}");
+    assert_eq!(read_back(&nodes[2], "grown", 5, acked.len()), acked);
+
+    let alter =
+        AlterConfig::new(ResourceSpecifier::Topic("grown")).set("max.message.bytes", "2000");
+    let altered = admin(&nodes[2])
+        .alter_configs(&[alter], &AdminOptions::new())
+        .await
+        .expect("alter configs answered");
+    assert!(altered[0].is_ok(), "{altered:?}");
+    for node in &nodes {
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let described = admin(node)
+                .describe_configs(&[ResourceSpecifier::Topic("grown")], &AdminOptions::new())
+                .await
+                .expect("describe configs answered");
+            let value = described[0]
+                .as_ref()
+                .ok()
+                .and_then(|resource| resource.get("max.message.bytes"))
+                .and_then(|entry| entry.value.clone());
+            if value.as_deref() == Some("2000") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "broker {}: {value:?}", node.id);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Every partition's leader refuses a batch over the new limit.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    let big = "x".repeat(5_000);
+    for partition in 0..5 {
+        let sent = producer
+            .send(
+                FutureRecord::<(), _>::to("grown")
+                    .partition(partition)
+                    .payload(&big),
+                Duration::from_secs(30),
+            )
+            .await;
+        match sent {
+            Err((error, _)) => assert_eq!(
+                error.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::MessageSizeTooLarge),
+                "partition {partition}: {error}"
+            ),
+            Ok(delivery) => {
+                panic!("partition {partition}: a 5,000-byte record stored: {delivery:?}")
+            }
+        }
+    }
+}

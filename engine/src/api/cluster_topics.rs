@@ -139,15 +139,7 @@ async fn create_any(
     let record = TopicRecord {
         name: name.to_string(),
         id: uuid::Uuid::new_v4(),
-        partitions: replicas
-            .into_iter()
-            .map(|replicas| PartitionRecord {
-                leader: replicas[0],
-                leader_epoch: 0,
-                isr: replicas.clone(),
-                replicas,
-            })
-            .collect(),
+        partitions: replicas.into_iter().map(PartitionRecord::new).collect(),
         configs,
         created_index: 0,
     };
@@ -253,6 +245,138 @@ pub async fn delete(cluster: &ClusterHandle, name: &str) -> Result<uuid::Uuid, A
     }
 }
 
+/// Replaces a cluster topic's config overrides with what `change` makes of the quorum's
+/// (validated first); every broker applies them to its partitions when it sees the change.
+pub async fn set_configs(
+    shard: &Rc<Shard>,
+    cluster: &ClusterHandle,
+    name: &str,
+    change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError>,
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    let topic = known_topic(cluster, name)?;
+    let configs = change(&topic.configs)?;
+    topic_settings(&shard.effective_config().log_defaults, &configs)
+        .map_err(|message| ApiError::new(ErrorCode::InvalidConfig, message))?;
+    if validate_only {
+        return Ok(());
+    }
+    let command = Command::SetTopicConfigs {
+        name: name.to_string(),
+        id: topic.id,
+        configs,
+    };
+    updated(cluster, name, command).await?;
+    tracing::info!(topic = name, "altered topic configs in the cluster");
+    Ok(())
+}
+
+/// Grows a cluster topic to `count` partitions (CreatePartitions): the new partitions are
+/// placed as CreateTopics places them (as many replicas as partition 0 has, over the live
+/// brokers) or as `assignment` gives them, and the quorum writes them; each broker opens its
+/// own when it sees them.
+pub async fn add_partitions(
+    cluster: &ClusterHandle,
+    name: &str,
+    count: i32,
+    assignment: Option<Vec<Vec<i32>>>,
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    let topic = known_topic(cluster, name)?;
+    let have = topic.partitions.len();
+    if count < 0 || (count as usize) <= have || count as usize > PARTITIONS_PER_TOPIC_MAX {
+        return Err(ApiError::new(
+            ErrorCode::InvalidPartitions,
+            format!("topic '{name}' has {have} partitions; the new count must be larger (at most {PARTITIONS_PER_TOPIC_MAX}), got {count}"),
+        ));
+    }
+    let adding = count as usize - have;
+    let factor = topic.partitions.first().map_or(1, |p| p.replicas.len());
+    let view = cluster.snapshot();
+    let live: Vec<(i32, Option<String>)> = view
+        .live_brokers()
+        .map(|broker| (broker.registration.id, broker.registration.rack.clone()))
+        .collect();
+    let replicas = match assignment {
+        Some(assignment) => {
+            if assignment.len() != adding {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidReplicaAssignment,
+                    format!(
+                        "{} assignments given for {adding} new partitions",
+                        assignment.len()
+                    ),
+                ));
+            }
+            for brokers in &assignment {
+                let distinct: std::collections::BTreeSet<&i32> = brokers.iter().collect();
+                let unknown = brokers
+                    .iter()
+                    .find(|b| !live.iter().any(|(id, _)| id == *b));
+                if brokers.len() != factor || distinct.len() != factor || unknown.is_some() {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidReplicaAssignment,
+                        format!("a new partition of '{name}' needs {factor} distinct live brokers; got {brokers:?}"),
+                    ));
+                }
+            }
+            assignment
+        }
+        None => {
+            if factor > live.len() {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidReplicationFactor,
+                    format!(
+                        "'{name}' has {factor} replicas per partition; {} live brokers",
+                        live.len()
+                    ),
+                ));
+            }
+            let start = (uuid::Uuid::new_v4().as_u128() % live.len().max(1) as u128) as usize;
+            place_replicas(&live, adding, factor, start)
+        }
+    };
+    if validate_only {
+        return Ok(());
+    }
+    let command = Command::AddPartitions {
+        name: name.to_string(),
+        id: topic.id,
+        from: have,
+        partitions: replicas.into_iter().map(PartitionRecord::new).collect(),
+    };
+    updated(cluster, name, command).await?;
+    tracing::info!(
+        topic = name,
+        from = have,
+        to = count,
+        "added partitions in the cluster"
+    );
+    Ok(())
+}
+
+fn known_topic(cluster: &ClusterHandle, name: &str) -> Result<TopicRecord, ApiError> {
+    cluster.snapshot().topics.get(name).cloned().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic '{name}' does not exist"),
+        )
+    })
+}
+
+/// Submits a change of topic `name`; Stale means it was deleted, re-created or grown
+/// meanwhile.
+async fn updated(cluster: &ClusterHandle, name: &str, command: Command) -> Result<(), ApiError> {
+    match cluster.submit(command).await {
+        Ok(Reply::TopicUpdated) => Ok(()),
+        Ok(_) => Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("topic '{name}' changed meanwhile (deleted, re-created or grown); retry"),
+        )),
+        Err(refused) => Err(refused_error(refused)),
+    }
+}
+
 fn refused_error(refused: WriteRefused) -> ApiError {
     match refused {
         WriteRefused::NotLeader { .. } => ApiError::new(
@@ -309,6 +433,86 @@ pub fn cluster_topic_name(shard: &Shard, id: uuid::Uuid) -> Option<String> {
         .map(|topic| topic.name.clone())
 }
 
+/// This broker's copy of cluster topic `topic`, of which it hosts `hosted`: partitions keep
+/// the shards in `shards_before` (the copy's so far), new ones are placed over `shards`.
+fn copy_of(
+    topic: &TopicRecord,
+    hosted: &std::collections::BTreeSet<i32>,
+    shards_before: &[usize],
+    shards: usize,
+) -> TopicMeta {
+    let count = topic.partitions.len();
+    TopicMeta {
+        name: topic.name.clone(),
+        id: topic.id,
+        partition_shards: (0..count)
+            .map(|partition| match shards_before.get(partition) {
+                Some(shard) => *shard,
+                None => crate::catalog::placement(&topic.name, partition, shards),
+            })
+            .collect(),
+        configs: topic.configs.clone(),
+        cluster: Some(ClusterCopy {
+            elsewhere: (0..count as i32)
+                .filter(|partition| !hosted.contains(partition))
+                .collect(),
+            created_index: topic.created_index,
+        }),
+    }
+}
+
+/// Brings the local copy `local` of a cluster topic up to the quorum's `topic`: its configs
+/// applied to the partitions open here, partitions added to it opened where hosted here.
+async fn update_copy(
+    shard: &Rc<Shard>,
+    local: &TopicMeta,
+    topic: &TopicRecord,
+    hosted: &std::collections::BTreeSet<i32>,
+) {
+    let name = &topic.name;
+    let meta = copy_of(topic, hosted, &local.partition_shards, shard.shard_count());
+    let copy = meta.clone();
+    let stored = shard
+        .update_catalog(move |catalog| {
+            catalog.topics.insert(copy.name.clone(), copy);
+            Ok::<(), crate::catalog::CatalogError>(())
+        })
+        .await;
+    if let Err(error) = stored {
+        tracing::error!(topic = name, %error, "cannot update the local copy of a cluster topic");
+        return;
+    }
+    if local.configs != meta.configs {
+        for owner in meta.owner_shards() {
+            let meta = meta.clone();
+            let applied = shard
+                .try_call(owner, move |owner_shard| async move {
+                    Ok::<(), crate::shard::ShardError>(owner_shard.apply_topic_configs(&meta)?)
+                })
+                .await;
+            if let Err(error) = applied {
+                tracing::error!(topic = name, %error, "cannot apply a cluster topic's configs");
+            }
+        }
+        tracing::info!(topic = name, configs = ?meta.configs, "applied a cluster topic's configs");
+    }
+    let added: Vec<i32> = hosted
+        .iter()
+        .copied()
+        .filter(|partition| *partition as usize >= local.partition_count())
+        .collect();
+    if !added.is_empty() {
+        match open_partitions(shard, &meta, added.iter().copied()).await {
+            Ok(()) => {
+                tracing::info!(topic = name, partitions = ?added, "opened this broker's new partitions of a cluster topic")
+            }
+            Err(error) => {
+                tracing::error!(topic = name, error = %error.message, "cannot open this broker's new partitions of a cluster topic")
+            }
+        }
+    }
+}
+
 /// Reconciles after every change of the cluster's view, until the controller stops.
 pub async fn follow(shard: Rc<Shard>, cluster: std::sync::Arc<ClusterHandle>) {
     let mut views = cluster.subscribe();
@@ -353,29 +557,20 @@ pub async fn reconcile(shard: &Rc<Shard>, view: &ClusterView) {
     let catalog = shard.context.catalog.snapshot();
     for (name, topic) in &view.topics {
         let hosted: std::collections::BTreeSet<i32> = topic.hosted_on(me).collect();
-        if hosted.is_empty()
-            || catalog
-                .topics
-                .get(name)
-                .is_some_and(|local| local.id == topic.id)
-        {
+        if hosted.is_empty() {
             continue;
         }
-        let shards = shard.shard_count();
-        let meta = TopicMeta {
-            name: name.clone(),
-            id: topic.id,
-            partition_shards: (0..topic.partitions.len())
-                .map(|partition| crate::catalog::placement(name, partition, shards))
-                .collect(),
-            configs: topic.configs.clone(),
-            cluster: Some(ClusterCopy {
-                elsewhere: (0..topic.partitions.len() as i32)
-                    .filter(|partition| !hosted.contains(partition))
-                    .collect(),
-                created_index: topic.created_index,
-            }),
-        };
+        let local = catalog
+            .topics
+            .get(name)
+            .filter(|local| local.id == topic.id);
+        if let Some(local) = local {
+            if local.configs != topic.configs || local.partition_count() != topic.partitions.len() {
+                update_copy(shard, local, topic, &hosted).await;
+            }
+            continue;
+        }
+        let meta = copy_of(topic, &hosted, &[], shard.shard_count());
         let copy = meta.clone();
         let stored = shard
             .update_catalog(move |catalog| {

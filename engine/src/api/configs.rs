@@ -324,7 +324,10 @@ pub async fn set_topic_configs(
     change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError>,
     validate_only: bool,
 ) -> Result<(), ApiError> {
-    super::cluster_topics::refuse_in_cluster(shard, "changing a topic's configs")?;
+    if let Some(cluster) = &shard.context.cluster {
+        return super::cluster_topics::set_configs(shard, cluster, topic, change, validate_only)
+            .await;
+    }
     let defaults = shard.effective_config().log_defaults;
     let current = shard
         .context

@@ -18,7 +18,10 @@ pub async fn add_partitions(
     count: i32,
     validate_only: bool,
 ) -> Result<(), ApiError> {
-    super::cluster_topics::refuse_in_cluster(shard, "adding partitions")?;
+    if let Some(cluster) = &shard.context.cluster {
+        return super::cluster_topics::add_partitions(cluster, topic, count, None, validate_only)
+            .await;
+    }
     let unknown = || {
         ApiError::new(
             ErrorCode::UnknownTopicOrPartition,
@@ -91,14 +94,29 @@ pub async fn create(
 ) -> CreatePartitionsResponse {
     let mut results = Vec::new();
     for topic in request.topics {
-        let outcome = if topic
+        let assignment = topic
             .assignments
             .as_ref()
-            .is_some_and(|assignments| !assignments.is_empty())
-        {
+            .filter(|assignments| !assignments.is_empty())
+            .map(|assignments| {
+                assignments
+                    .iter()
+                    .map(|a| a.broker_ids.iter().map(|id| id.0).collect::<Vec<i32>>())
+                    .collect::<Vec<_>>()
+            });
+        let outcome = if let (Some(cluster), Some(_)) = (&shard.context.cluster, &assignment) {
+            super::cluster_topics::add_partitions(
+                cluster,
+                topic.name.0.as_str(),
+                topic.count,
+                assignment,
+                request.validate_only,
+            )
+            .await
+        } else if assignment.is_some() {
             Err(ApiError::new(
                 ErrorCode::InvalidRequest,
-                "manual replica assignment is not supported",
+                "manual replica assignment is not supported on a single broker",
             ))
         } else {
             add_partitions(

@@ -95,6 +95,25 @@ impl ClusterState {
                 }
                 _ => Reply::Stale,
             },
+            Command::SetTopicConfigs { name, id, configs } => match self.topics.get_mut(name) {
+                Some(topic) if topic.id == *id => {
+                    topic.configs = configs.clone();
+                    Reply::TopicUpdated
+                }
+                _ => Reply::Stale,
+            },
+            Command::AddPartitions {
+                name,
+                id,
+                from,
+                partitions,
+            } => match self.topics.get_mut(name) {
+                Some(topic) if topic.id == *id && topic.partitions.len() == *from => {
+                    topic.partitions.extend(partitions.iter().cloned());
+                    Reply::TopicUpdated
+                }
+                _ => Reply::Stale,
+            },
             Command::AllocateProducerIds { .. } => {
                 let first = self.next_producer_id;
                 self.next_producer_id += PRODUCER_ID_BLOCK;
@@ -497,18 +516,43 @@ mod tests {
         assert_eq!(state.cluster_id.as_deref(), Some("a"), "named once");
     }
 
+    #[test]
+    fn topic_configs_and_new_partitions_apply_only_to_the_topic_they_name() {
+        let mut state = ClusterState::default();
+        let created = topic("t", &[&[1, 2], &[2, 1]], &[("retention.ms", "1000")]);
+        let id = created.id;
+        state.apply(1, &Command::CreateTopic(created));
+        let configs: BTreeMap<String, String> =
+            [("max.message.bytes".to_string(), "2000".to_string())].into();
+        let set = |id| Command::SetTopicConfigs {
+            name: "t".to_string(),
+            id,
+            configs: configs.clone(),
+        };
+        assert_eq!(state.apply(2, &set(Uuid::new_v4())), Reply::Stale);
+        assert_eq!(state.apply(3, &set(id)), Reply::TopicUpdated);
+        assert_eq!(state.topics["t"].configs, configs, "replaced, not merged");
+        let grow = |from| Command::AddPartitions {
+            name: "t".to_string(),
+            id,
+            from,
+            partitions: vec![crate::cluster::PartitionRecord::new(vec![1, 2])],
+        };
+        assert_eq!(state.apply(4, &grow(2)), Reply::TopicUpdated);
+        assert_eq!(state.topics["t"].partitions.len(), 3);
+        // A second growth asked against the old count does not apply.
+        assert_eq!(state.apply(5, &grow(2)), Reply::Stale);
+        assert_eq!(state.topics["t"].partitions.len(), 3);
+        assert_eq!(state.topics["t"].partitions[2].leader, 1);
+    }
+
     fn topic(name: &str, replicas: &[&[i32]], configs: &[(&str, &str)]) -> TopicRecord {
         TopicRecord {
             name: name.to_string(),
             id: Uuid::new_v4(),
             partitions: replicas
                 .iter()
-                .map(|replicas| crate::cluster::PartitionRecord {
-                    replicas: replicas.to_vec(),
-                    leader: replicas[0],
-                    leader_epoch: 0,
-                    isr: replicas.to_vec(),
-                })
+                .map(|replicas| crate::cluster::PartitionRecord::new(replicas.to_vec()))
                 .collect(),
             configs: configs
                 .iter()

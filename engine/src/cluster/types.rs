@@ -48,6 +48,18 @@ pub struct PartitionRecord {
     pub isr: Vec<i32>,
 }
 
+impl PartitionRecord {
+    /// A new partition on `replicas`: the first leads, in epoch 0, all in sync.
+    pub fn new(replicas: Vec<i32>) -> PartitionRecord {
+        PartitionRecord {
+            leader: replicas[0],
+            leader_epoch: 0,
+            isr: replicas.clone(),
+            replicas,
+        }
+    }
+}
+
 /// No leader: every in-sync replica is fenced (and unclean election is off).
 pub const NO_LEADER: i32 = -1;
 
@@ -94,6 +106,20 @@ pub enum Command {
         name: String,
         id: Uuid,
     },
+    /// Replaces the topic's config overrides, if the topic still has that id.
+    SetTopicConfigs {
+        name: String,
+        id: Uuid,
+        configs: std::collections::BTreeMap<String, String>,
+    },
+    /// Grows the topic by these partitions (Kafka's CreatePartitions), if it still has that
+    /// id and exactly `from` partitions (so two growths asked at once cannot both apply).
+    AddPartitions {
+        name: String,
+        id: Uuid,
+        from: usize,
+        partitions: Vec<PartitionRecord>,
+    },
     /// Hands a broker the next block of producer ids (Kafka's AllocateProducerIds).
     AllocateProducerIds {
         broker: i32,
@@ -135,6 +161,8 @@ pub enum Reply {
         id: Uuid,
     },
     TopicDeleted,
+    /// A topic's configs or partitions changed as asked.
+    TopicUpdated,
     /// Producer ids `first..first + count` are this broker's to give out.
     ProducerIds {
         first: i64,
