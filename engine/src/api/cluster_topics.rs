@@ -461,6 +461,20 @@ fn copy_of(
     }
 }
 
+/// Stores `meta` as this broker's copy of its topic in the catalog.
+async fn store_copy(
+    shard: &Rc<Shard>,
+    meta: &TopicMeta,
+) -> Result<(), crate::catalog::CatalogError> {
+    let copy = meta.clone();
+    shard
+        .update_catalog(move |catalog| {
+            catalog.topics.insert(copy.name.clone(), copy);
+            Ok(())
+        })
+        .await
+}
+
 /// Brings the local copy `local` of a cluster topic up to the quorum's `topic`: its configs
 /// applied to the partitions open here, partitions added to it opened where hosted here.
 async fn update_copy(
@@ -471,14 +485,7 @@ async fn update_copy(
 ) {
     let name = &topic.name;
     let meta = copy_of(topic, hosted, &local.partition_shards, shard.shard_count());
-    let copy = meta.clone();
-    let stored = shard
-        .update_catalog(move |catalog| {
-            catalog.topics.insert(copy.name.clone(), copy);
-            Ok::<(), crate::catalog::CatalogError>(())
-        })
-        .await;
-    if let Err(error) = stored {
+    if let Err(error) = store_copy(shard, &meta).await {
         tracing::error!(topic = name, %error, "cannot update the local copy of a cluster topic");
         return;
     }
@@ -571,14 +578,7 @@ pub async fn reconcile(shard: &Rc<Shard>, view: &ClusterView) {
             continue;
         }
         let meta = copy_of(topic, &hosted, &[], shard.shard_count());
-        let copy = meta.clone();
-        let stored = shard
-            .update_catalog(move |catalog| {
-                catalog.topics.insert(copy.name.clone(), copy);
-                Ok::<(), crate::catalog::CatalogError>(())
-            })
-            .await;
-        if let Err(error) = stored {
+        if let Err(error) = store_copy(shard, &meta).await {
             tracing::error!(topic = name, %error, "cannot keep a local copy of a cluster topic");
             continue;
         }
