@@ -30,16 +30,7 @@ mkdir -p "$OUT"
     exit 1
 }
 
-work=$(mktemp -d)
-pids=()
-stop_all() {
-    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    pids=()
-}
-trap 'stop_all; rm -rf "$work"' EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. benches/processes.sh
 
 wait_for() {
     for _ in $(seq 1 100); do
@@ -69,8 +60,13 @@ wait_for "127.0.0.1:$port"
 for run in $(seq 1 "$RUNS"); do
     run_loadgen "single-max-$run" "127.0.0.1:$port" 1 0
     run_loadgen "single-rate-$run" "127.0.0.1:$port" 1 "$RATE"
+    # Each run's topic is deleted after it: runs at the maximum rate write tens of GB.
+    for kind in max rate; do
+        "$RINGLOG" -b "127.0.0.1:$port" topic delete "bench-single-$kind-$run" >/dev/null 2>&1 || true
+    done
 done
 stop_all
+rm -rf "$work/single"
 
 # Three brokers, each a controller voter.
 ports=($(free_port) $(free_port) $(free_port))
@@ -96,6 +92,9 @@ for run in $(seq 1 "$RUNS"); do
     done
     run_loadgen "cluster-max-$run" "$bootstrap" 3 0
     run_loadgen "cluster-rate-$run" "$bootstrap" 3 "$RATE"
+    for kind in max rate; do
+        "$RINGLOG" -b "127.0.0.1:${ports[0]}" topic delete "bench-cluster-$kind-$run" >/dev/null 2>&1 || true
+    done
 done
 stop_all
 
