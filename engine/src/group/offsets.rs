@@ -143,6 +143,16 @@ impl OffsetStore {
     ) -> Result<OffsetStore, ReplayError> {
         let mut newest = Newest::new();
         let dir = partition.log.dir().to_path_buf();
+        // As a follower it wrote commits without syncing them, and its log serves only
+        // what is durable: sync it all first, or the newest commits would be left out.
+        partition
+            .log
+            .flush()
+            .await
+            .map_err(|source| ReplayError::Log {
+                dir: dir.clone(),
+                source,
+            })?;
         replay_log(&partition.log, &dir, &mut newest).await?;
         Ok(OffsetStore {
             offsets: RefCell::new(live_offsets(newest)),
