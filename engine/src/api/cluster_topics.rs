@@ -491,14 +491,8 @@ async fn update_copy(
     }
     if local.configs != meta.configs {
         for owner in meta.owner_shards() {
-            let meta = meta.clone();
-            let applied = shard
-                .try_call(owner, move |owner_shard| async move {
-                    Ok::<(), crate::shard::ShardError>(owner_shard.apply_topic_configs(&meta)?)
-                })
-                .await;
-            if let Err(error) = applied {
-                tracing::error!(topic = name, %error, "cannot apply a cluster topic's configs");
+            if let Err(error) = super::configs::apply_topic_configs_on(shard, owner, &meta).await {
+                tracing::error!(topic = name, error = %error.message, "cannot apply a cluster topic's configs");
             }
         }
         tracing::info!(topic = name, configs = ?meta.configs, "applied a cluster topic's configs");

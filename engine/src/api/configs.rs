@@ -22,7 +22,7 @@ use crate::broker_config::{
     self, DynamicBrokerConfigs, Entry, Source, Synonym, TYPE_BOOLEAN, TYPE_INT, TYPE_LIST,
     TYPE_LONG, TYPE_STRING,
 };
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, TopicMeta};
 use crate::shard::{Shard, ShardError};
 use crate::storage::LogConfig;
 use crate::topic_config::{topic_settings, TOPIC_CONFIGS};
@@ -356,16 +356,25 @@ pub async fn set_topic_configs(
         .await
         .map_err(Altered::into_api_error)?;
     for owner in updated.owner_shards() {
-        let meta = updated.clone();
-        shard
-            .try_call(owner, move |owner_shard| async move {
-                Ok::<(), ShardError>(owner_shard.apply_topic_configs(&meta)?)
-            })
-            .await
-            .map_err(|error| ApiError::new(error.error_code(), error.to_string()))?;
+        apply_topic_configs_on(shard, owner, &updated).await?;
     }
     tracing::info!(topic, configs = ?updated.configs, "altered topic configs");
     Ok(())
+}
+
+/// Applies `meta`'s configs to its partitions open on shard `owner`.
+pub async fn apply_topic_configs_on(
+    shard: &Rc<Shard>,
+    owner: usize,
+    meta: &TopicMeta,
+) -> Result<(), ApiError> {
+    let meta = meta.clone();
+    shard
+        .try_call(owner, move |owner_shard| async move {
+            Ok::<(), ShardError>(owner_shard.apply_topic_configs(&meta)?)
+        })
+        .await
+        .map_err(|error| ApiError::new(error.error_code(), error.to_string()))
 }
 
 fn unknown_topic(topic: &str) -> ApiError {
