@@ -447,14 +447,26 @@ async fn replicated_partitions_keep_every_acked_record_through_leader_kills() {
     assert_eq!(read, acked, "each acknowledged record at its offset");
     // The restarted brokers were taken back into the ISR by their leaders (a killed
     // leader's counts go with its process).
-    let mut expands = 0;
-    for node in &nodes {
-        expands += metric(
-            &scrape_metrics(&node.metrics).await,
-            "ringlog_isr_expands_total",
+    // A leader counts an expansion when it applies the view that has it, which may come a
+    // moment after another broker's Metadata shows the full ISR: wait for the count.
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let mut expands = 0;
+        for node in &nodes {
+            expands += metric(
+                &scrape_metrics(&node.metrics).await,
+                "ringlog_isr_expands_total",
+            );
+        }
+        if expands >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ISR expansions counted: {expands}"
         );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(expands >= 1, "ISR expansions counted: {expands}");
 
     // Two of three brokers lost, one after the other: the survivor's partitions refuse
     // acks=all (min.insync.replicas 2), neither hanging nor accepting.
