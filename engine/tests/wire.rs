@@ -13,7 +13,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use protocol::client::{encode_request, Client};
-use protocol::record_batch::RecordBatchBuilder;
+use protocol::record_batch::{compute_crc, RecordBatchBuilder};
 use protocol::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -153,7 +153,18 @@ async fn bad_produce_requests_get_their_error_and_store_nothing() {
 
     let mut corrupt = batch(&["c"]).to_vec();
     *corrupt.last_mut().unwrap() ^= 0x55;
+    // Whole and checksummed, but three bytes follow its last record (Kafka refuses it too).
+    let mut trailing = batch(&["t"]).to_vec();
+    trailing.extend_from_slice(b"xyz");
+    let batch_length = (trailing.len() - 12) as i32;
+    trailing[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    let crc = compute_crc(&trailing);
+    trailing[17..21].copy_from_slice(&crc.to_be_bytes());
     let cases = [
+        (
+            produce_request("orders", 0, trailing.into()),
+            ErrorCode::InvalidRecord,
+        ),
         (
             produce_request("orders", 0, corrupt.into()),
             ErrorCode::CorruptMessage,

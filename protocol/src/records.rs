@@ -18,6 +18,86 @@ pub enum RecordsError {
     Compressed(Compression),
     #[error("batch header is invalid: {0}")]
     Header(#[from] crate::record_batch::BatchError),
+    #[error("record {index} has offset delta {delta}")]
+    OffsetDelta { index: i32, delta: i64 },
+    #[error("record {index} declares {declared} bytes but its fields take {used}")]
+    RecordLength {
+        index: i32,
+        declared: usize,
+        used: usize,
+    },
+    #[error("{0} bytes follow the last record")]
+    TrailingBytes(usize),
+    #[error("the batch declares {0} records")]
+    RecordCount(i32),
+}
+
+/// Checks the records of one uncompressed batch without building them, as the broker does
+/// for every batch it is sent: exactly `record_count` records fill the batch, each record's
+/// fields take exactly the length it declares, and the offset deltas run 0, 1, 2, ...
+/// Stricter than iterating [`Records`] (which tolerates bytes left inside a record or after
+/// the last one); Kafka's broker refuses both too.
+pub fn validate_records(batch: &[u8]) -> Result<(), RecordsError> {
+    let header = BatchHeader::parse(batch)?;
+    let compression = header.compression()?;
+    if compression != Compression::None {
+        return Err(RecordsError::Compressed(compression));
+    }
+    if header.record_count < 0 {
+        return Err(RecordsError::RecordCount(header.record_count));
+    }
+    let end = header.total_bytes().min(batch.len());
+    let mut rest = &batch[HEADER_BYTES..end];
+    for index in 0..header.record_count {
+        let malformed = RecordsError::Malformed { index };
+        let (length, used) = varint::get_varlong(rest).ok_or(malformed.clone())?;
+        let length = usize::try_from(length).map_err(|_| malformed.clone())?;
+        let body = rest
+            .get(used..used.saturating_add(length))
+            .ok_or(malformed.clone())?;
+        rest = &rest[used + length..];
+        let left = skip_record_fields(body, index)?;
+        if left != 0 {
+            return Err(RecordsError::RecordLength {
+                index,
+                declared: length,
+                used: length - left,
+            });
+        }
+    }
+    if !rest.is_empty() {
+        return Err(RecordsError::TrailingBytes(rest.len()));
+    }
+    Ok(())
+}
+
+/// Walks one record's fields (after its length) and returns how many bytes of `body` they
+/// left unused; checks the offset delta against `index`.
+fn skip_record_fields(body: &[u8], index: i32) -> Result<usize, RecordsError> {
+    let malformed = || RecordsError::Malformed { index };
+    let mut cursor = Cursor { bytes: body };
+    cursor.take(1).ok_or_else(malformed)?; // attributes
+    cursor.varlong().ok_or_else(malformed)?; // timestamp delta
+    let delta = cursor.varlong().ok_or_else(malformed)?;
+    if delta != i64::from(index) {
+        return Err(RecordsError::OffsetDelta { index, delta });
+    }
+    cursor.skip_nullable_bytes().ok_or_else(malformed)?; // key
+    cursor.skip_nullable_bytes().ok_or_else(malformed)?; // value
+    let header_count =
+        usize::try_from(cursor.varlong().ok_or_else(malformed)?).map_err(|_| malformed())?;
+    // Each header needs at least two bytes, so a count larger than that is corrupt.
+    if header_count > cursor.bytes.len() / 2 {
+        return Err(malformed());
+    }
+    for _ in 0..header_count {
+        // A header's key may not be null; its value may.
+        if !cursor.skip_nullable_bytes().ok_or_else(malformed)? {
+            return Err(malformed());
+        }
+        cursor.skip_nullable_bytes().ok_or_else(malformed)?;
+    }
+    Ok(cursor.bytes.len())
 }
 
 /// One record, borrowing from the batch bytes.
@@ -132,6 +212,17 @@ impl<'a> Cursor<'a> {
         Some(value)
     }
 
+    /// Skips a nullable byte string: `Some(false)` for a null, `None` when malformed.
+    fn skip_nullable_bytes(&mut self) -> Option<bool> {
+        match self.varlong()? {
+            -1 => Some(false),
+            length => {
+                self.take(usize::try_from(length).ok()?)?;
+                Some(true)
+            }
+        }
+    }
+
     /// `Some(None)` for a null (-1 length), `None` when malformed.
     fn nullable_bytes(&mut self) -> Option<Option<&'a [u8]>> {
         match self.varlong()? {
@@ -145,6 +236,101 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
     use crate::record_batch::{patch_base_offset, RecordBatchBuilder};
+
+    /// A batch of the given raw records (each a record body without its length), header
+    /// taken from a builder's: the validator reads only the length and record count of it.
+    fn batch_of(bodies: &[Vec<u8>], trailing: &[u8]) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::new(0);
+        builder.push(None, None, 0);
+        let mut batch = builder.finish()[..HEADER_BYTES].to_vec();
+        for body in bodies {
+            varint::put_varlong(&mut batch, body.len() as i64);
+            batch.extend_from_slice(body);
+        }
+        batch.extend_from_slice(trailing);
+        let batch_length = (batch.len() - 12) as i32;
+        batch[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        batch[57..61].copy_from_slice(&(bodies.len() as i32).to_be_bytes());
+        batch
+    }
+
+    /// A record body: attributes, timestamp delta 0, `delta`, key "k", value "v", no headers,
+    /// then `extra`.
+    fn body(delta: i64, extra: &[u8]) -> Vec<u8> {
+        let mut body = vec![0];
+        for field in [0, delta] {
+            varint::put_varlong(&mut body, field);
+        }
+        for bytes in [&b"k"[..], b"v"] {
+            varint::put_varlong(&mut body, bytes.len() as i64);
+            body.extend_from_slice(bytes);
+        }
+        varint::put_varlong(&mut body, 0);
+        body.extend_from_slice(extra);
+        body
+    }
+
+    #[test]
+    fn validation_passes_what_the_builder_makes() {
+        let mut builder = RecordBatchBuilder::new(5_000);
+        builder.push(Some(b"a"), Some(&[7; 300]), 5_000);
+        builder.push(None, None, 5_007);
+        builder.push_with_headers(None, Some(b"x"), &[(b"h", Some(b"v")), (b"n", None)], 0);
+        for _ in 0..200 {
+            builder.push(Some(b"key"), Some(&[1; 100]), 5_001);
+        }
+        assert_eq!(validate_records(&builder.finish()), Ok(()));
+        assert_eq!(
+            validate_records(&batch_of(&[body(0, b""), body(1, b"")], b"")),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn validation_names_what_is_wrong() {
+        let bad =
+            |bodies: &[Vec<u8>], trailing: &[u8]| validate_records(&batch_of(bodies, trailing));
+        assert_eq!(
+            bad(&[body(0, b""), body(2, b"")], b""),
+            Err(RecordsError::OffsetDelta { index: 1, delta: 2 })
+        );
+        assert_eq!(
+            bad(&[body(0, b"xy")], b""),
+            Err(RecordsError::RecordLength {
+                index: 0,
+                declared: 10,
+                used: 8
+            })
+        );
+        assert_eq!(
+            bad(&[body(0, b"")], b"zzz"),
+            Err(RecordsError::TrailingBytes(3))
+        );
+        // A header with a null key.
+        let mut null_key = body(0, b"");
+        null_key.pop();
+        for field in [1, -1, -1] {
+            varint::put_varlong(&mut null_key, field);
+        }
+        assert_eq!(
+            bad(&[null_key], b""),
+            Err(RecordsError::Malformed { index: 0 })
+        );
+        // Cut anywhere inside the records: malformed, never a panic.
+        let whole = batch_of(&[body(0, b""), body(1, b"")], b"");
+        for cut in HEADER_BYTES..whole.len() {
+            let mut cut_batch = whole[..cut].to_vec();
+            let batch_length = (cut - 12) as i32;
+            cut_batch[8..12].copy_from_slice(&batch_length.to_be_bytes());
+            assert!(
+                matches!(
+                    validate_records(&cut_batch),
+                    Err(RecordsError::Malformed { .. })
+                ),
+                "cut at {cut}"
+            );
+        }
+    }
 
     #[test]
     fn records_come_back_as_built() {

@@ -25,13 +25,29 @@ pub fn varlong_len(value: i64) -> usize {
 
 /// Reads a varlong from the front of `input`; returns the value and the bytes used, or
 /// `None` when the input ends early or the varint is longer than 10 bytes.
+#[inline]
 pub fn get_varlong(input: &[u8]) -> Option<(i64, usize)> {
+    // Most varints in a batch (deltas, lengths, counts) take one or two bytes.
+    match *input {
+        [first, ..] if first < 0x80 => Some((unzigzag(u64::from(first)), 1)),
+        [first, second, ..] if second < 0x80 => Some((
+            unzigzag(u64::from(first & 0x7f) | u64::from(second) << 7),
+            2,
+        )),
+        _ => get_varlong_long(input),
+    }
+}
+
+fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+fn get_varlong_long(input: &[u8]) -> Option<(i64, usize)> {
     let mut value: u64 = 0;
     for (i, byte) in input.iter().take(VARLONG_BYTES_MAX).enumerate() {
         value |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
-            let decoded = ((value >> 1) as i64) ^ -((value & 1) as i64);
-            return Some((decoded, i + 1));
+            return Some((unzigzag(value), i + 1));
         }
     }
     None

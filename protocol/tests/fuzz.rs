@@ -10,7 +10,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, Request, StrBytes};
 use protocol::client::encode_request;
 use protocol::record_batch::{validate_batch, RecordBatchBuilder, MAX_BATCH_BYTES};
-use protocol::records::Records;
+use protocol::records::{validate_records, Records};
 use protocol::request::decode_request;
 
 #[global_allocator]
@@ -170,6 +170,18 @@ fn mutated_batches_never_panic_the_validator_or_record_reader() {
             if let Ok(records) = Records::new(&input) {
                 for record in records {
                     let _ = record;
+                }
+            }
+            // What the produce path's check accepts, the reader reads whole, in order.
+            if validate_records(&input).is_ok() {
+                let records = Records::new(&input).expect("a valid batch has a header");
+                let base = records.header().base_offset;
+                let count = records.header().record_count;
+                let read: Vec<_> = records.collect();
+                assert_eq!(read.len(), count as usize, "seed {round}");
+                for (index, record) in read.into_iter().enumerate() {
+                    let record = record.expect("a validated record reads");
+                    assert_eq!(record.offset, base + index as i64, "seed {round}");
                 }
             }
         });

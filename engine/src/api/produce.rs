@@ -11,7 +11,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use protocol::codec;
 use protocol::record_batch::{validate_batch, BatchHeader, Compression};
-use protocol::records::Records;
+use protocol::records::validate_records;
 use protocol::ErrorCode;
 
 use super::{by_owner, ApiError};
@@ -335,21 +335,8 @@ fn prepare_batches(local: &LocalPartition, records: &Bytes) -> Result<Vec<Prepar
 }
 
 fn check_records(batch: &[u8]) -> Result<(), ApiError> {
-    let records = Records::new(batch)
-        .map_err(|error| ApiError::new(ErrorCode::InvalidRecord, error.to_string()))?;
-    let base_offset = records.header().base_offset;
-    for (index, record) in records.enumerate() {
-        let record =
-            record.map_err(|error| ApiError::new(ErrorCode::InvalidRecord, error.to_string()))?;
-        let delta = record.offset.wrapping_sub(base_offset);
-        if delta != index as i64 {
-            return Err(ApiError::new(
-                ErrorCode::InvalidRecord,
-                format!("record {index} has offset delta {delta}"),
-            ));
-        }
-    }
-    Ok(())
+    validate_records(batch)
+        .map_err(|error| ApiError::new(ErrorCode::InvalidRecord, error.to_string()))
 }
 
 /// Most bytes of records a batch may decompress to when the broker compresses it again (it
