@@ -7,6 +7,10 @@
 //! boundaries), except that the first batch of the first partition with data always comes
 //! back whole (as in Kafka, so a consumer never stalls on a batch larger than its limits). Fetch sessions are not kept: the
 //! response's session id is 0, which tells clients to send full fetch requests.
+//!
+//! Records stay in the chunks the log returned them in (batches as they arrived, or as read
+//! from disk): the response carries a placeholder for each partition's records and the
+//! chunks go beside it, written as they are (`protocol::response::encode_fetch_response`).
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -16,6 +20,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use protocol::record_batch::BatchHeader;
+use protocol::response::records_placeholder;
 use protocol::ErrorCode;
 
 use super::by_owner;
@@ -31,7 +36,8 @@ struct Fetched {
     error: ErrorCode,
     high_watermark: i64,
     log_start_offset: i64,
-    records: Bytes,
+    /// Whole batches, in offset order, in chunks of whole batches.
+    records: Vec<Bytes>,
 }
 
 impl Fetched {
@@ -40,8 +46,12 @@ impl Fetched {
             error,
             high_watermark: -1,
             log_start_offset: -1,
-            records: Bytes::new(),
+            records: Vec::new(),
         }
+    }
+
+    fn records_bytes(&self) -> usize {
+        self.records.iter().map(Bytes::len).sum()
     }
 }
 
@@ -58,7 +68,12 @@ struct Wanted {
     client_epoch: Option<i32>,
 }
 
-pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> FetchResponse {
+/// The response, and the records its placeholders stand for, in the order it holds them.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: FetchRequest,
+    version: i16,
+) -> (FetchResponse, Vec<Vec<Bytes>>) {
     let started = Instant::now();
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -141,16 +156,25 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
             }
         }
     }
+    limit_response_bytes(&mut answers, response_max_bytes);
+    let mut records = Vec::new();
     let responses = request
         .topics
         .iter()
         .zip(answers)
         .map(|(topic, fetched)| {
+            let bytes: usize = fetched.iter().map(Fetched::records_bytes).sum();
+            shard
+                .context
+                .metrics
+                .fetched(shard.id, topic.topic.0.as_str(), bytes as u64);
             let partitions: Vec<PartitionData> = topic
                 .partitions
                 .iter()
                 .zip(fetched)
-                .map(|(partition, fetched)| partition_data(partition.partition, fetched))
+                .map(|(partition, fetched)| {
+                    partition_data(partition.partition, fetched, &mut records)
+                })
                 .collect();
             FetchableTopicResponse::default()
                 .with_topic(topic.topic.clone())
@@ -158,75 +182,89 @@ pub async fn handle(shard: &Rc<Shard>, request: FetchRequest, version: i16) -> F
                 .with_partitions(partitions)
         })
         .collect();
-    let mut response = FetchResponse::default().with_responses(responses);
-    limit_response_bytes(&mut response, response_max_bytes);
-    for topic in &response.responses {
-        let bytes: usize = topic
-            .partitions
-            .iter()
-            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
-            .sum();
-        shard
-            .context
-            .metrics
-            .fetched(shard.id, topic.topic.0.as_str(), bytes as u64);
-    }
-    response
+    (FetchResponse::default().with_responses(responses), records)
 }
 
 /// Stores answers in their slots; returns the bytes of records they carry.
 fn place(answers: &mut [Vec<Fetched>], done: Vec<((usize, usize), Fetched)>) -> usize {
     let mut bytes = 0;
     for ((t, p), fetched) in done {
-        bytes += fetched.records.len();
+        bytes += fetched.records_bytes();
         answers[t][p] = fetched;
     }
     bytes
 }
 
-fn partition_data(index: i32, fetched: Fetched) -> PartitionData {
+/// A partition's answer; its records as a placeholder whose chunks are pushed to `records`
+/// (or, past the placeholders' limit, as one buffer).
+fn partition_data(index: i32, fetched: Fetched, records: &mut Vec<Vec<Bytes>>) -> PartitionData {
+    let bytes = fetched.records_bytes();
+    let field = match records_placeholder(bytes) {
+        Some(placeholder) => {
+            records.push(fetched.records);
+            placeholder
+        }
+        None => concat(fetched.records),
+    };
     PartitionData::default()
         .with_partition_index(index)
         .with_error_code(fetched.error.code())
         .with_high_watermark(fetched.high_watermark)
         .with_last_stable_offset(fetched.high_watermark)
         .with_log_start_offset(fetched.log_start_offset)
-        .with_records(Some(fetched.records))
+        .with_records(Some(field))
 }
 
-/// Trims the response to `max_bytes` at batch boundaries: partitions, in request order,
+/// Trims the answers to `max_bytes` at batch boundaries: partitions, in request order,
 /// keep the whole batches that still fit. Only the first batch of the first partition with
 /// data may exceed the limit (as in Kafka, so a consumer never stalls on a batch larger than
 /// its limit); a response never carries a whole partition's worth past it.
-fn limit_response_bytes(response: &mut FetchResponse, max_bytes: usize) {
+fn limit_response_bytes(answers: &mut [Vec<Fetched>], max_bytes: usize) {
     let mut total = 0usize;
-    for topic in &mut response.responses {
-        for partition in &mut topic.partitions {
-            let Some(records) = partition.records.as_ref().filter(|r| !r.is_empty()) else {
-                continue;
-            };
-            let keep = whole_batches_within(records, max_bytes.saturating_sub(total), total == 0);
-            partition.records = Some(records.slice(..keep));
-            total += keep;
+    for fetched in answers.iter_mut().flatten() {
+        if fetched.records_bytes() == 0 {
+            continue;
         }
+        let room = max_bytes.saturating_sub(total);
+        let first = total == 0;
+        let records = std::mem::take(&mut fetched.records);
+        fetched.records = keep_leading_batches(records, |header, before| {
+            before + header.total_bytes() <= room || (first && before == 0)
+        });
+        total += fetched.records_bytes();
     }
 }
 
-/// Bytes of the leading whole batches of `records` within `room`; with `first`, at least
-/// the first batch whatever its size.
-fn whole_batches_within(records: &Bytes, room: usize, first: bool) -> usize {
-    let mut end = 0;
-    while end < records.len() {
-        let Ok(header) = BatchHeader::parse(&records[end..]) else {
-            break;
-        };
-        let next = end + header.total_bytes();
-        if next > records.len() || (next > room && !(first && end == 0)) {
+/// The leading whole batches of `chunks` (each chunk whole batches) that `keep` accepts;
+/// `keep` sees each batch's header and the bytes kept before it.
+fn keep_leading_batches(
+    chunks: Vec<Bytes>,
+    mut keep: impl FnMut(&BatchHeader, usize) -> bool,
+) -> Vec<Bytes> {
+    let mut kept = Vec::with_capacity(chunks.len());
+    let mut kept_bytes = 0;
+    for chunk in chunks {
+        let mut end = 0;
+        while end < chunk.len() {
+            let Ok(header) = BatchHeader::parse(&chunk[end..]) else {
+                break;
+            };
+            let next = end + header.total_bytes();
+            if next > chunk.len() || !keep(&header, kept_bytes + end) {
+                break;
+            }
+            end = next;
+        }
+        let whole = end == chunk.len();
+        if end > 0 {
+            kept.push(chunk.slice(..end));
+            kept_bytes += end;
+        }
+        if !whole {
             break;
         }
-        end = next;
     }
-    end
+    kept
 }
 
 /// Reads `items` on their owner shard; with a deadline, waits there for new data first when
@@ -245,7 +283,7 @@ async fn read_on(
                 notified.as_mut().enable();
                 let done = read_local(&owner_shard, &items).await;
                 let has_data = done.iter().any(|(_, fetched)| {
-                    !fetched.records.is_empty() || fetched.error != ErrorCode::None
+                    fetched.records_bytes() > 0 || fetched.error != ErrorCode::None
                 });
                 match deadline {
                     Some(deadline) if !has_data => {
@@ -286,14 +324,14 @@ async fn read_partition(shard: &Rc<Shard>, item: &Wanted) -> Fetched {
     match log.read(item.offset, item.max_bytes).await {
         Ok(read) => {
             let high_watermark = local.high_watermark();
-            let records = concat(read.chunks);
             // Followers get all the leader has made durable; consumers what the ISR has.
             let records = match item.replica {
                 None if high_watermark < read.high_watermark => {
-                    let keep = batches_below(&records, high_watermark);
-                    records.slice(..keep)
+                    keep_leading_batches(read.chunks, |header, _| {
+                        header.last_offset() < high_watermark
+                    })
                 }
-                _ => records,
+                _ => read.chunks,
             };
             Fetched {
                 error: ErrorCode::None,
@@ -306,21 +344,9 @@ async fn read_partition(shard: &Rc<Shard>, item: &Wanted) -> Fetched {
             error: error.error_code(),
             high_watermark: local.high_watermark(),
             log_start_offset: log.log_start_offset(),
-            records: Bytes::new(),
+            records: Vec::new(),
         },
     }
-}
-
-/// Bytes of the leading whole batches of `records` that end below `offset`.
-fn batches_below(records: &Bytes, offset: i64) -> usize {
-    let mut end = 0;
-    while let Ok(header) = BatchHeader::parse(&records[end..]) {
-        if header.last_offset() >= offset || end + header.total_bytes() > records.len() {
-            break;
-        }
-        end += header.total_bytes();
-    }
-    end
 }
 
 fn concat(chunks: Vec<Bytes>) -> Bytes {

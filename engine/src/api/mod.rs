@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use bytes::Bytes;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 use protocol::request::Request;
 use protocol::{versions, ErrorCode};
@@ -32,15 +33,23 @@ pub enum HandlerError {
     NoHandler(kafka_protocol::messages::ApiKey),
 }
 
+/// A response body, and for a Fetch the records its placeholders stand for
+/// (`protocol::response::encode_fetch_response`).
+pub struct Answer {
+    pub body: ResponseKind,
+    pub records: Vec<Vec<Bytes>>,
+}
+
 /// Answers one request; `None` when the request gets no response (produce with acks=0),
 /// an error when the connection must close.
 pub async fn handle(
     shard: &Rc<Shard>,
     request: Request,
     peer: SocketAddr,
-) -> Result<Option<ResponseKind>, HandlerError> {
+) -> Result<Option<Answer>, HandlerError> {
     let version = request.api_version;
-    Ok(Some(match request.body {
+    let mut records = Vec::new();
+    let body = match request.body {
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(versions::api_versions_response(ErrorCode::None))
         }
@@ -51,7 +60,11 @@ pub async fn handle(
             Some(response) => ResponseKind::Produce(response),
             None => return Ok(None),
         },
-        RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(shard, body, version).await),
+        RequestKind::Fetch(body) => {
+            let (response, fetched) = fetch::handle(shard, body, version).await;
+            records = fetched;
+            ResponseKind::Fetch(response)
+        }
         RequestKind::ListOffsets(body) => {
             ResponseKind::ListOffsets(list_offsets::handle(shard, body).await)
         }
@@ -134,7 +147,8 @@ pub async fn handle(
             tracing::error!(?key, request = ?std::mem::discriminant(&other), "request reached no handler");
             return Err(HandlerError::NoHandler(key));
         }
-    }))
+    };
+    Ok(Some(Answer { body, records }))
 }
 
 /// An error for one topic or partition, with the message clients show.

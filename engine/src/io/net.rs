@@ -118,6 +118,43 @@ impl Connection {
         }
     }
 
+    /// Writes all of `chunks`, in order, with vectored writes (one chunk: a plain write).
+    pub async fn write_all_chunks(&self, chunks: Vec<Bytes>) -> io::Result<()> {
+        let mut chunks: std::collections::VecDeque<Bytes> = chunks
+            .into_iter()
+            .filter(|chunk| !chunk.is_empty())
+            .collect();
+        while !chunks.is_empty() {
+            if chunks.len() == 1 {
+                let last = chunks.pop_front().expect("one chunk");
+                return self.write_all(last).await;
+            }
+            let batch: Vec<Bytes> = chunks.iter().take(IOVECS_MAX).cloned().collect();
+            let written = match self {
+                Connection::Uring(stream) => {
+                    let (result, _) = stream.writev(batch).await;
+                    result?
+                }
+                Connection::Portable(stream) => {
+                    let slices: Vec<io::IoSlice<'_>> =
+                        batch.iter().map(|chunk| io::IoSlice::new(chunk)).collect();
+                    loop {
+                        stream.writable().await?;
+                        match stream.try_write_vectored(&slices) {
+                            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                            other => break other?,
+                        }
+                    }
+                }
+            };
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            advance_chunks(&mut chunks, written);
+        }
+        Ok(())
+    }
+
     /// Writes all of `data`.
     pub async fn write_all(&self, data: Bytes) -> io::Result<()> {
         match self {
@@ -138,5 +175,46 @@ impl Connection {
                 Ok(())
             }
         }
+    }
+}
+
+/// Most buffers one vectored write takes (IOV_MAX on Linux).
+const IOVECS_MAX: usize = 1024;
+
+/// Drops the first `written` bytes from the front of `chunks`.
+fn advance_chunks(chunks: &mut std::collections::VecDeque<Bytes>, mut written: usize) {
+    while written > 0 {
+        let Some(front) = chunks.front_mut() else {
+            return;
+        };
+        if written < front.len() {
+            let rest = front.slice(written..);
+            *front = rest;
+            return;
+        }
+        written -= front.len();
+        chunks.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_vectored_write_leaves_the_rest_in_order() {
+        let mut chunks: std::collections::VecDeque<Bytes> = [&b"abc"[..], b"de", b"fghij"]
+            .into_iter()
+            .map(Bytes::from_static)
+            .collect();
+        advance_chunks(&mut chunks, 4);
+        assert_eq!(
+            chunks,
+            [Bytes::from_static(b"e"), Bytes::from_static(b"fghij")]
+        );
+        advance_chunks(&mut chunks, 1);
+        assert_eq!(chunks, [Bytes::from_static(b"fghij")]);
+        advance_chunks(&mut chunks, 5);
+        assert!(chunks.is_empty());
     }
 }

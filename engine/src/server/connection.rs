@@ -32,7 +32,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use protocol::frame;
 use protocol::request::{decode_request, Request, RequestError};
-use protocol::response::{encode_bare_error, encode_response};
+use protocol::response::{encode_bare_error, encode_fetch_response, encode_response, EncodeError};
 use protocol::{versions, ErrorCode};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -70,9 +70,13 @@ struct InFlight {
     _queued: Share,
 }
 
+/// A response frame as the chunks to write, in order (a Fetch response's records are
+/// chunks of their own, shared with the log's, rather than copied into the frame).
+type Frame = Vec<Bytes>;
+
 enum Answer {
-    Ready(Result<Option<Bytes>, ConnectionError>),
-    Running(tokio::task::JoinHandle<Result<Option<Bytes>, ConnectionError>>),
+    Ready(Result<Option<Frame>, ConnectionError>),
+    Running(tokio::task::JoinHandle<Result<Option<Frame>, ConnectionError>>),
 }
 
 /// Requests dispatched and not yet finished, so that a barrier can wait for none.
@@ -295,15 +299,26 @@ async fn answer(
     shard: &Rc<Shard>,
     request: Request,
     peer: SocketAddr,
-) -> Result<Option<Bytes>, ConnectionError> {
+) -> Result<Option<Frame>, ConnectionError> {
     let started = std::time::Instant::now();
     let correlation_id = request.header.correlation_id;
     let (api_key, api_version) = (request.api_key, request.api_version);
+    let encode_failed = |error: EncodeError| ConnectionError::Encode(error.to_string());
     let response = match api::handle(shard, request, peer).await? {
-        Some(body) => Some(
-            encode_response(correlation_id, api_key, api_version, &body)
-                .map_err(|error| ConnectionError::Encode(error.to_string()))?,
+        Some(api::Answer {
+            body: ResponseKind::Fetch(body),
+            records,
+        }) if !records.is_empty() => Some(
+            encode_fetch_response(correlation_id, api_version, &body, records)
+                .map_err(encode_failed)?,
         ),
+        Some(answer) => Some(vec![encode_response(
+            correlation_id,
+            api_key,
+            api_version,
+            &answer.body,
+        )
+        .map_err(encode_failed)?]),
         None => None,
     };
     shard
@@ -327,7 +342,7 @@ async fn write_answers(
         };
         let written = match answer {
             Ok(Some(response)) => connection
-                .write_all(response)
+                .write_all_chunks(response)
                 .await
                 .map_err(ConnectionError::Write),
             Ok(None) => Ok(()),
@@ -384,7 +399,7 @@ thread_local! {
 }
 
 /// The answer to a request that could not be decoded, or an error to close the connection.
-fn refusal(error: RequestError) -> Result<Option<Bytes>, ConnectionError> {
+fn refusal(error: RequestError) -> Result<Option<Frame>, ConnectionError> {
     match error {
         // KIP-511: a client newer than us asks ApiVersions with a version we do not know;
         // answer in v0 with UNSUPPORTED_VERSION and our table, and it retries.
@@ -397,17 +412,17 @@ fn refusal(error: RequestError) -> Result<Option<Bytes>, ConnectionError> {
                 ErrorCode::UnsupportedVersion,
             ));
             encode_response(correlation_id, ApiKey::ApiVersions, 0, &body)
-                .map(Some)
+                .map(|frame| Some(vec![frame]))
                 .map_err(|error| ConnectionError::Encode(error.to_string()))
         }
         RequestError::UnsupportedVersion { correlation_id, .. }
         | RequestError::UnknownApiKey { correlation_id, .. }
         | RequestError::UnsupportedApi { correlation_id, .. } => {
             tracing::debug!(%error, "refusing request");
-            Ok(Some(encode_bare_error(
+            Ok(Some(vec![encode_bare_error(
                 correlation_id,
                 ErrorCode::UnsupportedVersion,
-            )))
+            )]))
         }
         RequestError::TooShort { .. } | RequestError::Malformed { .. } => Err(error.into()),
     }
