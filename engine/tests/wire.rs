@@ -1214,11 +1214,15 @@ async fn fetch_max_bytes_bounds_the_response_and_only_the_first_batch_may_exceed
 
 /// A fetch answer of thousands of small batches goes out as thousands of buffers (one per
 /// batch held in the partition's tail cache), more than one vectored write takes: every
-/// record still arrives once, in order, with its value.
+/// record still arrives once, in order, with its value; on both I/O backends.
 #[tokio::test]
 async fn a_fetch_of_thousands_of_small_batches_comes_back_whole_and_in_order() {
+    fetch_thousands_of_batches(BrokerProcess::start(1)).await;
+    fetch_thousands_of_batches(BrokerProcess::start_with(1, &["--io-backend", "portable"])).await;
+}
+
+async fn fetch_thousands_of_batches(broker: BrokerProcess) {
     const BATCHES: usize = 2_500;
-    let broker = BrokerProcess::start(1);
     let (ok, _, err) = broker.cli(&["topic", "create", "many", "--partitions", "1"], "");
     assert!(ok, "{err}");
     let mut client = Client::connect(&broker.address, "many-batches")
