@@ -35,7 +35,7 @@ pub enum HandlerError {
 
 /// A response body, and for a Fetch the records its placeholders stand for
 /// (`protocol::response::encode_fetch_response`).
-pub struct Answer {
+pub struct Response {
     pub body: ResponseKind,
     pub records: Vec<Vec<Bytes>>,
 }
@@ -46,7 +46,7 @@ pub async fn handle(
     shard: &Rc<Shard>,
     request: Request,
     peer: SocketAddr,
-) -> Result<Option<Answer>, HandlerError> {
+) -> Result<Option<Response>, HandlerError> {
     let version = request.api_version;
     let mut records = Vec::new();
     let body = match request.body {
@@ -148,7 +148,7 @@ pub async fn handle(
             return Err(HandlerError::NoHandler(key));
         }
     };
-    Ok(Some(Answer { body, records }))
+    Ok(Some(Response { body, records }))
 }
 
 /// An error for one topic or partition, with the message clients show.

@@ -305,7 +305,7 @@ async fn answer(
     let (api_key, api_version) = (request.api_key, request.api_version);
     let encode_failed = |error: EncodeError| ConnectionError::Encode(error.to_string());
     let response = match api::handle(shard, request, peer).await? {
-        Some(api::Answer {
+        Some(api::Response {
             body: ResponseKind::Fetch(body),
             records,
         }) if !records.is_empty() => Some(
