@@ -197,8 +197,17 @@ impl Consumer {
         }
         if !stamps.is_empty() {
             let mut sequences = self.stats.sequences.lock().expect("sequences lock");
-            for stamp in &stamps {
-                sequences.observe(partition, stamp.producer, stamp.sequence);
+            let mut rest = &stamps[..];
+            while let Some(first) = rest.first() {
+                let run = rest
+                    .iter()
+                    .zip(first.sequence..)
+                    .take_while(|(stamp, sequence)| {
+                        stamp.producer == first.producer && stamp.sequence == *sequence
+                    })
+                    .count();
+                sequences.observe_run(partition, first.producer, first.sequence, run as u64);
+                rest = &rest[run..];
             }
             drop(sequences);
             self.stats
@@ -210,9 +219,7 @@ impl Consumer {
                     .fetch_add(stamps.len() as u64, Ordering::Relaxed);
             }
             let mut latency = self.stats.end_to_end.lock().expect("latency lock");
-            for micros in latencies {
-                latency.record(micros);
-            }
+            latency.record_all(latencies);
         }
         Ok(next)
     }

@@ -40,10 +40,45 @@ impl Latency {
     }
 
     pub fn record(&mut self, micros: i64) {
-        let value = micros.max(1) as u64;
-        let _ = self.interval.record(value.min(600_000_000));
-        let _ = self.total.record(value.min(600_000_000));
+        self.record_n(clamp_micros(micros), 1);
     }
+
+    /// Records every value of `micros`, one count per run of values the histograms cannot
+    /// tell apart: the records of a batch differ by fractions of a bucket (at 10 ms a bucket
+    /// is 8 us wide), and counting them one by one was a tenth of the load generator's CPU
+    /// at the maximum rate. The histograms end up exactly as if each value were recorded.
+    pub fn record_all(&mut self, micros: impl IntoIterator<Item = i64>) {
+        let mut run: Option<(u64, u64, u64)> = None; // (lowest, highest, count)
+        for value in micros.into_iter().map(clamp_micros) {
+            match &mut run {
+                Some((lowest, highest, count)) if (*lowest..=*highest).contains(&value) => {
+                    *count += 1
+                }
+                _ => {
+                    if let Some((lowest, _, count)) = run {
+                        self.record_n(lowest, count);
+                    }
+                    run = Some((
+                        self.total.lowest_equivalent(value),
+                        self.total.highest_equivalent(value),
+                        1,
+                    ));
+                }
+            }
+        }
+        if let Some((lowest, _, count)) = run {
+            self.record_n(lowest, count);
+        }
+    }
+
+    fn record_n(&mut self, value: u64, count: u64) {
+        let _ = self.interval.record_n(value, count);
+        let _ = self.total.record_n(value, count);
+    }
+}
+
+fn clamp_micros(micros: i64) -> u64 {
+    (micros.max(1) as u64).min(600_000_000)
 }
 
 /// A cheap hasher for the (partition, producer) keys of the sequence table, which is
@@ -102,6 +137,20 @@ impl Sequences {
                 "partition {partition}, producer {producer}: sequence {sequence} arrived when {} was expected",
                 if sequence < *next { sequence.max(1) } else { *next }
             ));
+        }
+    }
+
+    /// `observe` of `first`, `first + 1`, ..., `count` sequences in all: a batch's records
+    /// from one producer come in runs, and a run that continues where the last one ended
+    /// takes one lookup.
+    pub fn observe_run(&mut self, partition: i32, producer: u32, first: u64, count: u64) {
+        let next = self.next.entry((partition, producer)).or_insert(0);
+        if first == *next {
+            *next += count;
+            return;
+        }
+        for sequence in first..first + count {
+            self.observe(partition, producer, sequence);
         }
     }
 
@@ -209,9 +258,12 @@ impl Stats {
         if let Some(ack_us) = ack_us {
             if measured > 0 {
                 let mut latency = self.produce.lock().expect("latency lock");
-                for intended in intended_us.iter().filter(|t| self.measured(**t)) {
-                    latency.record(ack_us - intended);
-                }
+                latency.record_all(
+                    intended_us
+                        .iter()
+                        .filter(|t| self.measured(**t))
+                        .map(|intended| ack_us - intended),
+                );
             }
         }
     }
@@ -271,6 +323,68 @@ fn clock_ticks() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recording_runs_gives_the_histograms_one_by_one_recording_gives() {
+        // A batch's latencies, falling by about half a microsecond a record, across bucket
+        // boundaries of several widths, with a few values out of order.
+        let mut values: Vec<i64> = (0..20_000).map(|i| 30_000 - i * 3 / 2).collect();
+        values.extend([5, 1, 0, -3, 4_000_000, 17, 17, 18]);
+        let mut one_by_one = Latency::new();
+        for value in &values {
+            let value = clamp_micros(*value);
+            one_by_one.interval.record(value).unwrap();
+            one_by_one.total.record(value).unwrap();
+        }
+        let mut runs = Latency::new();
+        runs.record_all(values.iter().copied());
+        for (a, b) in [
+            (&runs.total, &one_by_one.total),
+            (&runs.interval, &one_by_one.interval),
+        ] {
+            assert_eq!(a, b);
+            assert_eq!((a.min(), a.max(), a.len()), (b.min(), b.max(), b.len()));
+            for quantile in [0.0, 0.5, 0.9, 0.99, 0.999, 1.0] {
+                assert_eq!(a.value_at_quantile(quantile), b.value_at_quantile(quantile));
+            }
+        }
+    }
+
+    #[test]
+    fn runs_of_sequences_are_checked_as_one_by_one() {
+        // In order, a gap, a repeat overlapping what came before, back in order, another
+        // producer and partition in between.
+        let runs = [
+            (0, 0, 0, 10),
+            (0, 0, 10, 5),
+            (1, 0, 0, 3),
+            (0, 0, 20, 4),
+            (0, 0, 22, 6),
+            (0, 1, 0, 2),
+            (0, 0, 28, 1),
+            (0, 0, 3, 2),
+            (0, 0, 29, 3),
+        ];
+        let mut one_by_one = Sequences::default();
+        let mut by_runs = Sequences::default();
+        for (partition, producer, first, count) in runs {
+            for sequence in first..first + count {
+                one_by_one.observe(partition, producer, sequence);
+            }
+            by_runs.observe_run(partition, producer, first, count);
+        }
+        assert_eq!(by_runs.out_of_order, one_by_one.out_of_order);
+        assert_eq!(by_runs.repeated, one_by_one.repeated);
+        assert_eq!(by_runs.first_problem, one_by_one.first_problem);
+        assert_eq!((by_runs.out_of_order, by_runs.repeated), (1, 4));
+        for (partition, producer) in [(0, 0), (1, 0), (0, 1)] {
+            assert_eq!(
+                by_runs.received(partition, producer),
+                one_by_one.received(partition, producer)
+            );
+        }
+        assert_eq!(by_runs.received(0, 0), 32);
+    }
 
     #[test]
     fn a_stall_is_charged_to_every_record_it_delayed() {
