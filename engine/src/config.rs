@@ -47,6 +47,9 @@ pub struct BrokerConfig {
     /// read or dispatched and not yet answered); past it connections stop reading until
     /// answers free some. A frame larger than the budget is admitted alone.
     pub queued_max_request_bytes: usize,
+    /// Bytes of recent batches a shard keeps in memory for tailing consumers, shared
+    /// equally by its open partitions (see `crate::shard::tail_cache_share`).
+    pub tail_cache_bytes_per_shard: usize,
     /// `max.connections`: connections open at once; more are closed as they arrive.
     pub max_connections: usize,
     /// `max.connections.per.ip`: connections open at once from one address.
@@ -83,6 +86,7 @@ impl Default for BrokerConfig {
             connections_max_idle: Duration::from_secs(600),
             partial_request_timeout: Duration::from_secs(30),
             queued_max_request_bytes: 256 * 1024 * 1024,
+            tail_cache_bytes_per_shard: 256 * 1024 * 1024,
             max_connections: i32::MAX as usize,
             max_connections_per_ip: i32::MAX as usize,
             shard_inbox_capacity: 1024,

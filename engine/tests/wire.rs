@@ -1240,18 +1240,97 @@ async fn fetch_thousands_of_batches(broker: BrokerProcess) {
     let partition = &response.responses[0].partitions[0];
     assert_eq!(partition.error_code, 0);
     let records = partition.records.clone().unwrap_or_default();
-    let mut at = 0;
     let mut next = 0usize;
+    check_records_from(&records, &mut next, |i| format!("value-{i}"));
+    assert_eq!(next, BATCHES, "every record, once, in order");
+}
+
+/// Checks that the fetched `records` hold the records from offset `next` on, in order, the
+/// one at offset i with value `value(i)`; moves `next` past them.
+fn check_records_from(records: &[u8], next: &mut usize, value: impl Fn(usize) -> String) {
+    let mut at = 0;
     while at < records.len() {
         let header = protocol::record_batch::BatchHeader::parse(&records[at..]).unwrap();
         let end = at + header.total_bytes();
         for record in protocol::records::Records::new(&records[at..end]).unwrap() {
             let record = record.unwrap();
-            assert_eq!(record.offset, next as i64);
-            assert_eq!(record.value, Some(format!("value-{next}").as_bytes()));
-            next += 1;
+            assert_eq!(record.offset, *next as i64);
+            assert_eq!(record.value, Some(value(*next).as_bytes()));
+            *next += 1;
         }
         at = end;
     }
-    assert_eq!(next, BATCHES, "every record, once, in order");
+}
+
+/// A consumer a few MiB behind the log end reads from memory while the shard's tail-cache
+/// budget covers its partition's share (8 MiB over two partitions: 4 MiB each), and from
+/// the segment files when the share is smaller (a 1 MiB budget: each partition keeps its
+/// 1 MiB floor). Either way every record comes back once, in order; the broker's read
+/// counters say where the reads went.
+#[tokio::test]
+async fn a_lagging_consumer_reads_from_the_tail_cache_its_shards_budget_holds() {
+    let read_from = |text: &str, counter: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(counter)?.strip_prefix(' '))
+            .and_then(|count| count.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {counter} in:\n{text}"))
+    };
+    for (budget, from_memory) in [("8388608", true), ("1048576", false)] {
+        let metrics_address = broker::free_local_address();
+        let broker = BrokerProcess::start_with(
+            1,
+            &[
+                "--metrics-listen",
+                &metrics_address,
+                "--tail-cache-bytes",
+                budget,
+            ],
+        );
+        let (ok, _, err) = broker.cli(&["topic", "create", "lagging", "--partitions", "2"], "");
+        assert!(ok, "{err}");
+        let mut client = Client::connect(&broker.address, "lagging").await.unwrap();
+        // 3 MiB in partition 0: 96 batches of 64 records of 500 bytes.
+        let value = |i: usize| format!("{i:08}-{}", "v".repeat(491));
+        let per_batch = 64;
+        for b in 0..96 {
+            let values: Vec<String> = (b * per_batch..(b + 1) * per_batch).map(value).collect();
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            let request = produce_request("lagging", 0, batch(&refs));
+            assert_eq!(
+                produce_error(&mut client, &request).await,
+                (0, (b * per_batch) as i64)
+            );
+        }
+        let before = broker::scrape_metrics(&metrics_address).await;
+        let mut next = 0usize;
+        while next < 96 * per_batch {
+            let response = client
+                .send(&fetch_request("lagging", 0, next as i64, 0))
+                .await
+                .unwrap();
+            let partition = &response.responses[0].partitions[0];
+            assert_eq!(partition.error_code, 0);
+            let records = partition.records.clone().unwrap_or_default();
+            assert!(!records.is_empty(), "nothing fetched at offset {next}");
+            check_records_from(&records, &mut next, value);
+        }
+        let after = broker::scrape_metrics(&metrics_address).await;
+        let counted = |counter: &str| read_from(&after, counter) - read_from(&before, counter);
+        let (cache, disk) = (
+            counted("ringlog_log_cache_reads_total"),
+            counted("ringlog_log_disk_reads_total"),
+        );
+        if from_memory {
+            assert!(
+                cache >= 3 && disk == 0,
+                "budget {budget}: {cache} cache reads, {disk} disk reads"
+            );
+        } else {
+            assert!(
+                disk >= 1,
+                "budget {budget}: {cache} cache reads, {disk} disk reads"
+            );
+            assert!(counted("ringlog_log_disk_read_bytes_total") >= 1 << 20);
+        }
+    }
 }

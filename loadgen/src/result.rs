@@ -167,6 +167,12 @@ pub struct BrokerStorage {
     /// Mean bytes of one data write (padding included).
     pub write_bytes_mean: f64,
     pub write_mb_per_s: f64,
+    /// Reads of records served from the partitions' tail caches, per second.
+    pub cache_reads_per_s: f64,
+    /// Reads of records that went to the segment files (consumers behind the tail cache),
+    /// per second, and their MB/s.
+    pub disk_reads_per_s: f64,
+    pub disk_read_mb_per_s: f64,
     /// `--disk-probe`: the disk's own durable ceiling at the broker's mean write size.
     pub disk_ceiling: Option<crate::disk::DiskCeiling>,
     /// `write_mb_per_s` over the ceiling's MB/s.
@@ -193,6 +199,9 @@ impl BrokerStorage {
             writes_per_s: per_s(from.writes, until.writes),
             write_bytes_mean: write_bytes as f64 / writes.max(1) as f64,
             write_mb_per_s: per_s(from.write_bytes, until.write_bytes) / 1e6,
+            cache_reads_per_s: per_s(from.cache_reads, until.cache_reads),
+            disk_reads_per_s: per_s(from.disk_reads, until.disk_reads),
+            disk_read_mb_per_s: per_s(from.disk_read_bytes, until.disk_read_bytes) / 1e6,
             disk_ceiling: None,
             share_of_ceiling: None,
         }
@@ -459,6 +468,10 @@ impl RunResult {
                 storage.writes_per_s,
                 storage.write_bytes_mean / 1024.0,
                 storage.write_mb_per_s
+            ));
+            out.push_str(&format!(
+                "reads      {:.0} reads/s from the tail cache, {:.0} reads/s from disk ({:.1} MB/s)\n",
+                storage.cache_reads_per_s, storage.disk_reads_per_s, storage.disk_read_mb_per_s
             ));
             if let (Some(ceiling), Some(share)) = (&storage.disk_ceiling, storage.share_of_ceiling)
             {

@@ -65,6 +65,11 @@ pub struct ServeArgs {
     /// (queued.max.request.bytes); past it connections stop reading [default: 268435456].
     #[arg(long)]
     pub queued_max_request_bytes: Option<usize>,
+    /// Bytes of recent batches each shard keeps in memory for consumers near the log end,
+    /// shared equally by its open partitions (each between 1 MiB and 64 MiB); a consumer
+    /// further behind reads from disk [default: 268435456].
+    #[arg(long)]
+    pub tail_cache_bytes: Option<usize>,
     /// Connections open at once; more are closed as they arrive (max.connections)
     /// [default: 2147483647].
     #[arg(long)]
@@ -159,6 +164,7 @@ struct FileConfig {
     connections_max_idle_ms: Option<u64>,
     partial_request_timeout_ms: Option<u64>,
     queued_max_request_bytes: Option<usize>,
+    tail_cache_bytes: Option<usize>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     metrics_listen: Option<SocketAddr>,
@@ -372,6 +378,10 @@ fn broker_config(args: ServeArgs) -> Result<BrokerConfig, String> {
             .or(file.queued_max_request_bytes)
             .unwrap_or(defaults.queued_max_request_bytes)
             .clamp(1, u32::MAX as usize),
+        tail_cache_bytes_per_shard: args
+            .tail_cache_bytes
+            .or(file.tail_cache_bytes)
+            .unwrap_or(defaults.tail_cache_bytes_per_shard),
         max_connections: args
             .max_connections
             .or(file.max_connections)

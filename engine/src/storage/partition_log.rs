@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::pin::pin;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use protocol::record_batch::{self, BatchHeader};
@@ -247,6 +248,16 @@ impl PartitionLog {
         }
     }
 
+    /// Bytes of recent batches kept in memory for tailing readers from now on (the oldest
+    /// are forgotten at once when it holds more).
+    pub fn set_tail_cache_capacity(&self, bytes: usize) {
+        self.inner.state.borrow_mut().tail_cache.set_capacity(bytes);
+    }
+
+    pub fn tail_cache_capacity(&self) -> usize {
+        self.inner.state.borrow().tail_cache.capacity()
+    }
+
     /// Applies new settings; they take effect for the next append, roll and retention run.
     pub fn set_config(&self, config: LogConfig) -> Result<(), StorageError> {
         config.validate()?;
@@ -409,6 +420,9 @@ impl PartitionLog {
                 return Ok(result);
             }
             if let Some(chunks) = state.tail_cache.read(offset, max_bytes, high_watermark) {
+                super::stats::count(|cells| {
+                    cells.cache_reads.fetch_add(1, Ordering::Relaxed);
+                });
                 return Ok(ReadResult { chunks, ..result });
             }
             let segment = state
@@ -427,6 +441,12 @@ impl PartitionLog {
         if let Some(bytes) =
             segment::read_batches(&reader, start, base_offset, offset, max_bytes, limit).await?
         {
+            super::stats::count(|cells| {
+                cells.disk_reads.fetch_add(1, Ordering::Relaxed);
+                cells
+                    .disk_read_bytes
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            });
             result.chunks.push(bytes);
         }
         Ok(result)

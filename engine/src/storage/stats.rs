@@ -20,6 +20,11 @@ pub struct StorageCells {
     pub writes: AtomicU64,
     /// Bytes of those writes (padding included).
     pub write_bytes: AtomicU64,
+    /// Reads of a partition's records served from its tail cache (memory).
+    pub cache_reads: AtomicU64,
+    /// Reads of a partition's records that went to its segment files, and their bytes.
+    pub disk_reads: AtomicU64,
+    pub disk_read_bytes: AtomicU64,
 }
 
 /// Every thread's cells, for folding.
@@ -55,6 +60,9 @@ pub struct StorageTotals {
     pub rounds: u64,
     pub writes: u64,
     pub write_bytes: u64,
+    pub cache_reads: u64,
+    pub disk_reads: u64,
+    pub disk_read_bytes: u64,
 }
 
 pub fn totals() -> StorageTotals {
@@ -66,6 +74,9 @@ pub fn totals() -> StorageTotals {
         rounds: folded.rounds.load(Ordering::Relaxed),
         writes: folded.writes.load(Ordering::Relaxed),
         write_bytes: folded.write_bytes.load(Ordering::Relaxed),
+        cache_reads: folded.cache_reads.load(Ordering::Relaxed),
+        disk_reads: folded.disk_reads.load(Ordering::Relaxed),
+        disk_read_bytes: folded.disk_read_bytes.load(Ordering::Relaxed),
     }
 }
 
@@ -81,6 +92,9 @@ fn fold() -> StorageCells {
             (&folded.rounds, &cells.rounds),
             (&folded.writes, &cells.writes),
             (&folded.write_bytes, &cells.write_bytes),
+            (&folded.cache_reads, &cells.cache_reads),
+            (&folded.disk_reads, &cells.disk_reads),
+            (&folded.disk_read_bytes, &cells.disk_read_bytes),
         ] {
             sum.fetch_add(part.load(Ordering::Relaxed), Ordering::Relaxed);
         }
@@ -100,6 +114,9 @@ pub fn render(out: &mut String) {
         ("ringlog_durability_rounds_total", &folded.rounds),
         ("ringlog_log_writes_total", &folded.writes),
         ("ringlog_log_write_bytes_total", &folded.write_bytes),
+        ("ringlog_log_cache_reads_total", &folded.cache_reads),
+        ("ringlog_log_disk_reads_total", &folded.disk_reads),
+        ("ringlog_log_disk_read_bytes_total", &folded.disk_read_bytes),
     ] {
         let _ = writeln!(out, "# TYPE {name} counter");
         let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));

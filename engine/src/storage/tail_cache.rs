@@ -50,11 +50,14 @@ impl TailCache {
             last_offset,
             bytes,
         });
+        self.evict_over_capacity();
+    }
+
+    fn evict_over_capacity(&mut self) {
         while self.cached_bytes > self.capacity_bytes {
-            let evicted = self
-                .batches
-                .pop_front()
-                .expect("non-empty while over budget");
+            let Some(evicted) = self.batches.pop_front() else {
+                break;
+            };
             self.cached_bytes -= evicted.bytes.len();
         }
     }
@@ -86,6 +89,17 @@ impl TailCache {
         } else {
             Some(chunks)
         }
+    }
+
+    /// Holds at most `capacity_bytes` from now on, forgetting the oldest batches if it holds
+    /// more.
+    pub fn set_capacity(&mut self, capacity_bytes: usize) {
+        self.capacity_bytes = capacity_bytes;
+        self.evict_over_capacity();
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity_bytes
     }
 
     /// Forgets batches at or after `offset` (the log was truncated there).
@@ -142,6 +156,17 @@ mod tests {
         let cache = cache_of(&[(0, 4, 100), (5, 9, 100), (10, 14, 100)], 250);
         assert!(cache.read(3, 1000, 15).is_none());
         assert_eq!(cache.read(12, 1000, 15).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_smaller_capacity_forgets_the_oldest_at_once() {
+        let mut cache = cache_of(&[(0, 4, 100), (5, 9, 100), (10, 14, 100)], 1000);
+        cache.set_capacity(200);
+        assert!(cache.read(4, 1000, 15).is_none());
+        assert_eq!(cache.read(5, 1000, 15).unwrap().len(), 2);
+        cache.set_capacity(1000);
+        cache.push(15, 19, Bytes::from(vec![15; 100]));
+        assert_eq!(cache.read(5, 1000, 20).unwrap().len(), 3, "room again");
     }
 
     #[test]
