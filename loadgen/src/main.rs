@@ -114,6 +114,10 @@ struct Target {
     /// or none.
     #[arg(long)]
     broker_preallocation: Option<engine::storage::Preallocation>,
+    /// Bytes of recent batches each shard of the embedded broker keeps in memory for the
+    /// consumers (`ringlog serve --tail-cache-bytes`) [default: the broker's, 256m].
+    #[arg(long, value_parser = parse_bytes)]
+    broker_tail_cache_bytes: Option<usize>,
     /// After the run, measure the disk's durable ceiling in the embedded broker's data
     /// directory (O_DIRECT writes of the broker's mean write size, fdatasync after each,
     /// about 4 s) and report the broker's share of it.
@@ -302,6 +306,9 @@ impl Embedded {
         if let Some(preallocation) = target.broker_preallocation {
             config.log_defaults.preallocation = preallocation;
         }
+        if let Some(bytes) = target.broker_tail_cache_bytes {
+            config.tail_cache_bytes_per_shard = bytes;
+        }
         if let Err(reason) = engine::io::probe(config.io_backend) {
             eprintln!("{reason}; using the portable backend");
             config.io_backend = engine::io::Backend::Portable;
@@ -316,6 +323,10 @@ impl Embedded {
             (
                 "preallocation".to_string(),
                 format!("{:?}", config.log_defaults.preallocation),
+            ),
+            (
+                "tail_cache_bytes_per_shard".to_string(),
+                config.tail_cache_bytes_per_shard.to_string(),
             ),
             ("data_dir".to_string(), dir.display().to_string()),
         ];
@@ -454,6 +465,7 @@ fn main() {
                 broker_cores: None,
                 no_fsync: false,
                 broker_preallocation: None,
+                broker_tail_cache_bytes: None,
                 disk_probe: false,
             };
             let output = Output {
@@ -608,6 +620,7 @@ fn compare(
             broker_cores: None,
             no_fsync: false,
             broker_preallocation: None,
+            broker_tail_cache_bytes: None,
             disk_probe: false,
         };
         parsed.push((name, target));
