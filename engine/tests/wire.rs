@@ -1266,7 +1266,7 @@ fn check_records_from(records: &[u8], next: &mut usize, value: impl Fn(usize) ->
 /// budget covers its partition's share (8 MiB over two partitions: 4 MiB each), and from
 /// the segment files when the share is smaller (a 1 MiB budget: each partition keeps its
 /// 1 MiB floor). Either way every record comes back once, in order; the broker's read
-/// counters say where the reads went.
+/// counters say where the reads went, and its gauge what the caches hold.
 #[tokio::test]
 async fn a_lagging_consumer_reads_from_the_tail_cache_its_shards_budget_holds() {
     let read_from = |text: &str, counter: &str| {
@@ -1320,6 +1320,19 @@ async fn a_lagging_consumer_reads_from_the_tail_cache_its_shards_budget_holds() 
             counted("ringlog_log_cache_reads_total"),
             counted("ringlog_log_disk_reads_total"),
         );
+        // What the caches hold stays within the budget (or the 1 MiB floor per partition).
+        let held = read_from(&after, "ringlog_tail_cache_bytes");
+        if from_memory {
+            assert!(
+                (3_000_000..=8 << 20).contains(&held),
+                "budget {budget}: the caches hold {held} bytes"
+            );
+        } else {
+            assert!(
+                (512 << 10..=2 << 20).contains(&held),
+                "budget {budget}: the caches hold {held} bytes"
+            );
+        }
         if from_memory {
             assert!(
                 cache >= 3 && disk == 0,

@@ -4,7 +4,7 @@
 //! write the same cache line; the cells are registered once per thread and folded when
 //! read.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::metrics::Histogram;
@@ -25,6 +25,9 @@ pub struct StorageCells {
     /// Reads of a partition's records that went to its segment files, and their bytes.
     pub disk_reads: AtomicU64,
     pub disk_read_bytes: AtomicU64,
+    /// Bytes the thread's tail caches hold now (a cache filled on one thread and dropped
+    /// on another moves bytes between cells; the sum is right).
+    pub tail_cache_bytes: AtomicI64,
 }
 
 /// Every thread's cells, for folding.
@@ -63,6 +66,7 @@ pub struct StorageTotals {
     pub cache_reads: u64,
     pub disk_reads: u64,
     pub disk_read_bytes: u64,
+    pub tail_cache_bytes: u64,
 }
 
 pub fn totals() -> StorageTotals {
@@ -77,6 +81,7 @@ pub fn totals() -> StorageTotals {
         cache_reads: folded.cache_reads.load(Ordering::Relaxed),
         disk_reads: folded.disk_reads.load(Ordering::Relaxed),
         disk_read_bytes: folded.disk_read_bytes.load(Ordering::Relaxed),
+        tail_cache_bytes: folded.tail_cache_bytes.load(Ordering::Relaxed).max(0) as u64,
     }
 }
 
@@ -98,6 +103,10 @@ fn fold() -> StorageCells {
         ] {
             sum.fetch_add(part.load(Ordering::Relaxed), Ordering::Relaxed);
         }
+        folded.tail_cache_bytes.fetch_add(
+            cells.tail_cache_bytes.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
     }
     folded
 }
@@ -121,4 +130,10 @@ pub fn render(out: &mut String) {
         let _ = writeln!(out, "# TYPE {name} counter");
         let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
     }
+    let _ = writeln!(out, "# TYPE ringlog_tail_cache_bytes gauge");
+    let _ = writeln!(
+        out,
+        "ringlog_tail_cache_bytes {}",
+        folded.tail_cache_bytes.load(Ordering::Relaxed).max(0)
+    );
 }

@@ -7,6 +7,8 @@
 
 use std::collections::VecDeque;
 
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 
 #[derive(Debug)]
@@ -27,8 +29,9 @@ pub struct TailCache {
 impl TailCache {
     pub fn new(capacity_bytes: usize) -> TailCache {
         TailCache {
+            batches: VecDeque::new(),
+            cached_bytes: 0,
             capacity_bytes,
-            ..TailCache::default()
         }
     }
 
@@ -44,7 +47,7 @@ impl TailCache {
                 "cached batches are contiguous"
             );
         }
-        self.cached_bytes += bytes.len();
+        self.set_cached(self.cached_bytes + bytes.len());
         self.batches.push_back(CachedBatch {
             base_offset,
             last_offset,
@@ -58,7 +61,7 @@ impl TailCache {
             let Some(evicted) = self.batches.pop_front() else {
                 break;
             };
-            self.cached_bytes -= evicted.bytes.len();
+            self.set_cached(self.cached_bytes - evicted.bytes.len());
         }
     }
 
@@ -110,13 +113,33 @@ impl TailCache {
             .is_some_and(|batch| batch.last_offset >= offset)
         {
             let dropped = self.batches.pop_back().expect("checked");
-            self.cached_bytes -= dropped.bytes.len();
+            self.set_cached(self.cached_bytes - dropped.bytes.len());
         }
+    }
+
+    /// Bytes held now (also counted, over every cache of the thread, in the storage
+    /// statistics: `ringlog_tail_cache_bytes`).
+    pub fn cached_bytes(&self) -> usize {
+        self.cached_bytes
+    }
+
+    fn set_cached(&mut self, bytes: usize) {
+        let delta = bytes as i64 - self.cached_bytes as i64;
+        self.cached_bytes = bytes;
+        super::stats::count(|cells| {
+            cells.tail_cache_bytes.fetch_add(delta, Ordering::Relaxed);
+        });
     }
 
     pub fn clear(&mut self) {
         self.batches.clear();
-        self.cached_bytes = 0;
+        self.set_cached(0);
+    }
+}
+
+impl Drop for TailCache {
+    fn drop(&mut self) {
+        self.set_cached(0);
     }
 }
 
