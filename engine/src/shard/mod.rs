@@ -630,7 +630,6 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     Some(stats.f_bavail as u64 * stats.f_frsize as u64)
 }
 
-/// `<data-dir>/<topic>-<partition>`.
 /// Least tail cache a partition gets, however many share the shard's budget: a consumer
 /// keeping up with its producers still reads from memory.
 pub const TAIL_CACHE_SHARE_MIN: usize = 1024 * 1024;
@@ -647,6 +646,7 @@ pub fn tail_cache_share(budget: usize, partitions: usize) -> usize {
     (budget / partitions.max(1)).clamp(TAIL_CACHE_SHARE_MIN, TAIL_CACHE_SHARE_MAX)
 }
 
+/// `<data-dir>/<topic>-<partition>`.
 pub fn partition_dir(config: &BrokerConfig, topic: &str, partition: i32) -> std::path::PathBuf {
     config.data_dir.join(format!("{topic}-{partition}"))
 }

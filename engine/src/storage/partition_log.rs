@@ -254,10 +254,6 @@ impl PartitionLog {
         self.inner.state.borrow_mut().tail_cache.set_capacity(bytes);
     }
 
-    pub fn tail_cache_capacity(&self) -> usize {
-        self.inner.state.borrow().tail_cache.capacity()
-    }
-
     /// Applies new settings; they take effect for the next append, roll and retention run.
     pub fn set_config(&self, config: LogConfig) -> Result<(), StorageError> {
         config.validate()?;

@@ -44,9 +44,10 @@ thread_local! {
     };
 }
 
-/// Runs `count` on this thread's cells.
+/// Runs `count` on this thread's cells (nothing once the thread is tearing down its
+/// thread-locals, where a log dropped late may still count).
 pub fn count(count: impl FnOnce(&StorageCells)) {
-    MINE.with(|cells| count(cells));
+    let _ = MINE.try_with(|cells| count(cells));
 }
 
 /// An fdatasync slower than this (microseconds) is counted apart: the disk's slow flushes

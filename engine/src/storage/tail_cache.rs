@@ -6,7 +6,6 @@
 //! budget, and serves reads that start inside it.
 
 use std::collections::VecDeque;
-
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
@@ -101,10 +100,6 @@ impl TailCache {
         self.evict_over_capacity();
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity_bytes
-    }
-
     /// Forgets batches at or after `offset` (the log was truncated there).
     pub fn truncate_from(&mut self, offset: i64) {
         while self
@@ -117,12 +112,8 @@ impl TailCache {
         }
     }
 
-    /// Bytes held now (also counted, over every cache of the thread, in the storage
-    /// statistics: `ringlog_tail_cache_bytes`).
-    pub fn cached_bytes(&self) -> usize {
-        self.cached_bytes
-    }
-
+    /// Sets the bytes held, and counts the change in the thread's storage statistics
+    /// (`ringlog_tail_cache_bytes`).
     fn set_cached(&mut self, bytes: usize) {
         let delta = bytes as i64 - self.cached_bytes as i64;
         self.cached_bytes = bytes;
