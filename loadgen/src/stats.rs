@@ -39,10 +39,6 @@ impl Latency {
         }
     }
 
-    pub fn record(&mut self, micros: i64) {
-        self.record_n(clamp_micros(micros), 1);
-    }
-
     /// Records every value of `micros`, one count per run of values the histograms cannot
     /// tell apart: the records of a batch differ by fractions of a bucket (at 10 ms a bucket
     /// is 8 us wide), and counting them one by one was a tenth of the load generator's CPU

@@ -326,12 +326,8 @@ impl Shard {
         if let Some(local) = self.local(&key, topic.id) {
             return Ok(local);
         }
-        let mut settings = topic_settings(&self.effective_config().log_defaults, &topic.configs)
+        let settings = topic_settings(&self.effective_config().log_defaults, &topic.configs)
             .map_err(StorageError::InvalidConfig)?;
-        settings.log.tail_cache_bytes = tail_cache_share(
-            self.context.config.tail_cache_bytes_per_shard,
-            self.partitions.borrow().len() + 1,
-        );
         let dir = partition_dir(&self.context.config, &topic.name, partition);
         let replication = match topic.cluster {
             Some(_) => crate::partition::Replication::Cluster {
@@ -361,6 +357,7 @@ impl Shard {
             }
         };
         offline.clear(&topic.name, partition);
+        // Its cache (empty until the first append) gets its share, the others theirs.
         self.partitions.borrow_mut().insert(key, local.clone());
         self.share_tail_caches();
         Ok(local)

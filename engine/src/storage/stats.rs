@@ -67,7 +67,6 @@ pub struct StorageTotals {
     pub cache_reads: u64,
     pub disk_reads: u64,
     pub disk_read_bytes: u64,
-    pub tail_cache_bytes: u64,
 }
 
 pub fn totals() -> StorageTotals {
@@ -82,7 +81,6 @@ pub fn totals() -> StorageTotals {
         cache_reads: folded.cache_reads.load(Ordering::Relaxed),
         disk_reads: folded.disk_reads.load(Ordering::Relaxed),
         disk_read_bytes: folded.disk_read_bytes.load(Ordering::Relaxed),
-        tail_cache_bytes: folded.tail_cache_bytes.load(Ordering::Relaxed).max(0) as u64,
     }
 }
 
