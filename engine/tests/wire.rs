@@ -689,11 +689,23 @@ async fn metrics_count_requests_records_and_fsyncs() {
         text.contains("ringlog_connections_refused_total 2"),
         "{text}"
     );
-    let rounds = text
-        .lines()
-        .find_map(|line| line.strip_prefix("ringlog_durability_rounds_total "))
-        .and_then(|count| count.parse::<u64>().ok());
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|count| count.parse::<u64>().ok())
+    };
+    let rounds = value("ringlog_durability_rounds_total");
     assert!(rounds.is_some_and(|rounds| rounds >= 1), "{text}");
+    // Every round is timed, and so is the write in it.
+    assert_eq!(
+        value("ringlog_durability_round_seconds_count"),
+        rounds,
+        "{text}"
+    );
+    assert!(
+        value("ringlog_log_write_latency_seconds_count").is_some_and(|writes| writes >= 1),
+        "{text}"
+    );
     assert!(
         text.contains("ringlog_request_latency_seconds_count{api=\"Produce\"} 1"),
         "{text}"

@@ -157,6 +157,7 @@ fn take_job(state: &mut State, policy: FlushPolicy) -> Option<FlushJob> {
 /// published (the written frontier moves and acks=1 waiters are answered: their data reached
 /// the OS) before the fdatasyncs start, so a write that needs no sync never waits for one.
 async fn execute(inner: &Rc<Inner>, job: FlushJob, config: &LogConfig) -> Result<(), StorageError> {
+    let round_started = std::time::Instant::now();
     let mut completed = Vec::with_capacity(job.writes.len());
     let mut written_bytes = 0u64;
     for write in job.writes {
@@ -174,8 +175,10 @@ async fn execute(inner: &Rc<Inner>, job: FlushJob, config: &LogConfig) -> Result
             end,
         } = write.write;
         ensure_allocated(inner, write.base, position + len as u64, config).await?;
+        let write_started = std::time::Instant::now();
         let (result, buf) = write.file.write_all_at(buf, len, position).await;
         result.map_err(|source| StorageError::io("cannot write", write.file.path(), source))?;
+        super::stats::count(|cells| cells.write_latency.record(write_started.elapsed()));
         written_bytes += len as u64;
         completed.push(Completed {
             base: write.base,
@@ -203,6 +206,7 @@ async fn execute(inner: &Rc<Inner>, job: FlushJob, config: &LogConfig) -> Result
         super::stats::count(|cells| cells.fsync_latency.record(started.elapsed()));
     }
     super::stats::count(|cells| {
+        cells.round_latency.record(round_started.elapsed());
         cells.rounds.fetch_add(1, Ordering::Relaxed);
         cells.writes.fetch_add(wrote, Ordering::Relaxed);
         cells

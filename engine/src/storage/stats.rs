@@ -14,6 +14,12 @@ use crate::metrics::Histogram;
 pub struct StorageCells {
     /// Latency of every fdatasync.
     pub fsync_latency: Histogram,
+    /// Latency of every data write (a round's O_DIRECT or buffered write of appended
+    /// batches, without the preallocation it may wait for).
+    pub write_latency: Histogram,
+    /// Duration of every durability round: waiting for space, renaming a prepared
+    /// segment, the writes and the fdatasyncs.
+    pub round_latency: Histogram,
     /// Durability rounds: flusher rounds that wrote or synced something.
     pub rounds: AtomicU64,
     /// Data writes handed to the kernel.
@@ -54,6 +60,10 @@ pub fn count(count: impl FnOnce(&StorageCells)) {
 /// on this kind of machine take 2-4 ms.
 pub const SLOW_FSYNC_US: u64 = 2_500;
 
+/// An fdatasync, write or round slower than this (microseconds) is a stall: alone it puts
+/// the produce requests waiting on it past a 5 ms p99.
+pub const STALLED_FSYNC_US: u64 = 10_000;
+
 /// Totals over every thread so far.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StorageTotals {
@@ -61,6 +71,11 @@ pub struct StorageTotals {
     pub fsync_us: u64,
     /// fdatasyncs that took longer than `SLOW_FSYNC_US` (2.5 ms).
     pub fsyncs_over_2500us: u64,
+    /// fdatasyncs that took longer than `STALLED_FSYNC_US` (10 ms).
+    pub fsyncs_over_10ms: u64,
+    /// Data writes, and durability rounds, that took longer than `STALLED_FSYNC_US`.
+    pub writes_over_10ms: u64,
+    pub rounds_over_10ms: u64,
     pub rounds: u64,
     pub writes: u64,
     pub write_bytes: u64,
@@ -75,6 +90,9 @@ pub fn totals() -> StorageTotals {
         fsyncs: folded.fsync_latency.count(),
         fsync_us: folded.fsync_latency.sum_us(),
         fsyncs_over_2500us: folded.fsync_latency.count_over(SLOW_FSYNC_US),
+        fsyncs_over_10ms: folded.fsync_latency.count_over(STALLED_FSYNC_US),
+        writes_over_10ms: folded.write_latency.count_over(STALLED_FSYNC_US),
+        rounds_over_10ms: folded.round_latency.count_over(STALLED_FSYNC_US),
         rounds: folded.rounds.load(Ordering::Relaxed),
         writes: folded.writes.load(Ordering::Relaxed),
         write_bytes: folded.write_bytes.load(Ordering::Relaxed),
@@ -92,6 +110,8 @@ fn fold() -> StorageCells {
         .iter()
     {
         folded.fsync_latency.add(&cells.fsync_latency);
+        folded.write_latency.add(&cells.write_latency);
+        folded.round_latency.add(&cells.round_latency);
         for (sum, part) in [
             (&folded.rounds, &cells.rounds),
             (&folded.writes, &cells.writes),
@@ -114,10 +134,14 @@ fn fold() -> StorageCells {
 pub fn render(out: &mut String) {
     use std::fmt::Write as _;
     let folded = fold();
-    let _ = writeln!(out, "# TYPE ringlog_fsync_latency_seconds histogram");
-    folded
-        .fsync_latency
-        .render(out, "ringlog_fsync_latency_seconds", "");
+    for (name, histogram) in [
+        ("ringlog_fsync_latency_seconds", &folded.fsync_latency),
+        ("ringlog_log_write_latency_seconds", &folded.write_latency),
+        ("ringlog_durability_round_seconds", &folded.round_latency),
+    ] {
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        histogram.render(out, name, "");
+    }
     for (name, value) in [
         ("ringlog_durability_rounds_total", &folded.rounds),
         ("ringlog_log_writes_total", &folded.writes),
