@@ -271,6 +271,7 @@ impl Producer {
                         self.stats.error(format!("timer failed: {error}"));
                         break;
                     }
+                    self.stats.producer_woke(now_us() - wake);
                 } else if !has_room(&self) {
                     // The buffer is full: wait for acknowledgements to free it.
                     match acks.join_next().await {
@@ -436,8 +437,19 @@ impl Producer {
             .send(&request, self.produce_version, expect_response)
             .await
             .map_err(|error| error.to_string())?;
+        let sent_us = now_us();
+        {
+            let mut waited = self.stats.batch_wait.lock().expect("latency lock");
+            for (_, intended) in &batches {
+                for first in intended.iter().filter_map(|batch| batch.first()) {
+                    if self.stats.measured(*first) {
+                        waited.record_n(sent_us - first, 1);
+                    }
+                }
+            }
+        }
         self.stats
-            .wire_bytes(pipeline.bytes_written() - written_before, now_us());
+            .wire_bytes(pipeline.bytes_written() - written_before, sent_us);
         self.totals.requests += 1;
         let buffered = self.buffered.clone();
         let record_bytes = self.workload.message_bytes as u64;
@@ -468,6 +480,7 @@ impl Producer {
                         Err(message) => return stats.error(message),
                     };
                     let ack_us = now_us();
+                    let mut measured = 0;
                     for (partition, intended) in batches {
                         let code = response
                             .responses
@@ -478,6 +491,8 @@ impl Producer {
                         match code {
                             Some(0) => {
                                 for batch in intended {
+                                    measured +=
+                                        batch.iter().filter(|t| stats.measured(**t)).count() as u64;
                                     stats.acknowledged(
                                         partition,
                                         producer,
@@ -496,6 +511,7 @@ impl Producer {
                             )),
                         }
                     }
+                    stats.request_answered(sent_us, ack_us, measured);
                 });
             }
         }

@@ -33,6 +33,13 @@ pub struct Second {
     pub consumed_per_s: f64,
     pub produce_p50_ms: f64,
     pub produce_p99_ms: f64,
+    /// p99 of the request's write to its acknowledgement (see `RunResult::request_latency`).
+    pub request_p99_ms: f64,
+    /// Most a batch waited before its request was written (see `RunResult::batch_wait`).
+    pub batch_wait_max_ms: f64,
+    /// The most a producer woke up late in this second (its timer's deadline to running
+    /// again): the load generator's own stalls.
+    pub producer_late_max_ms: f64,
     pub end_to_end_p99_ms: f64,
     /// Acknowledged but not yet consumed.
     pub lag: u64,
@@ -44,6 +51,12 @@ pub struct Second {
     pub fdatasyncs: Option<u64>,
     pub fdatasync_mean_us: Option<f64>,
     pub fdatasyncs_over_2500us: Option<u64>,
+    /// ... and longer than 10 ms: a stall that alone explains a second's p99 jump.
+    pub fdatasyncs_over_10ms: Option<u64>,
+    /// The embedded broker's data writes, and whole durability rounds, over 10 ms in this
+    /// second: a round can stall without a slow fdatasync.
+    pub writes_over_10ms: Option<u64>,
+    pub rounds_over_10ms: Option<u64>,
 }
 
 fn ms(value: f64) -> String {
@@ -58,18 +71,28 @@ impl Second {
     /// The live line, like Kafka's perf-test tools print.
     pub fn line(&self, warming_up: bool) -> String {
         format!(
-            "{:>5.0}s {:>11.0} rec/s acked {:>8.1} MB/s  produce p50 {:>7} ms p99 {:>7} ms  e2e p99 {:>7} ms  consumed {:>11.0} rec/s  backlog {:>9}  lag {:>9}{}{}",
+            "{:>5.0}s {:>11.0} rec/s acked {:>8.1} MB/s  produce p50 {:>7} ms p99 {:>7} ms (request {:>7}, batching max {:>7}, producer late {:>6})  e2e p99 {:>7} ms  consumed {:>11.0} rec/s  backlog {:>9}  lag {:>9}{}{}",
             self.t,
             self.produced_per_s,
             self.produced_mb_per_s,
             ms(self.produce_p50_ms),
             ms(self.produce_p99_ms),
+            ms(self.request_p99_ms),
+            ms(self.batch_wait_max_ms),
+            ms(self.producer_late_max_ms),
             ms(self.end_to_end_p99_ms),
             self.consumed_per_s,
             self.backlog,
             self.lag,
-            match (self.fdatasync_mean_us, self.fdatasyncs_over_2500us) {
-                (Some(mean), Some(slow)) => format!("  fdatasync {mean:>5.0} us ({slow} > 2.5 ms)"),
+            match (
+                self.fdatasync_mean_us,
+                self.fdatasyncs_over_2500us,
+                self.fdatasyncs_over_10ms,
+                self.rounds_over_10ms,
+            ) {
+                (Some(mean), Some(slow), Some(stalled), Some(rounds)) => format!(
+                    "  fdatasync {mean:>5.0} us ({slow} > 2.5 ms, {stalled} > 10 ms; rounds > 10 ms {rounds})"
+                ),
                 _ => String::new(),
             },
             if warming_up { "  (warm-up)" } else { "" }
@@ -293,6 +316,12 @@ pub struct RunResult {
     pub consumed: Throughput,
     /// Intended send time to acknowledgement (none with acks=0).
     pub produce_latency: Option<Latencies>,
+    /// The request's write to its acknowledgement, per record: `produce_latency` without
+    /// the producer's batching (linger) and queueing (none with acks=0).
+    pub request_latency: Option<Latencies>,
+    /// Each batch's oldest record, from its intended time to its request's write (one
+    /// count per batch): the linger plus anything the producer side added.
+    pub batch_wait: Option<Latencies>,
     /// Intended send time to consumer receipt.
     pub end_to_end_latency: Option<Latencies>,
     pub cpu: Cpu,
@@ -326,6 +355,8 @@ impl RunResult {
             produced,
             consumed,
             produce_latency,
+            request_latency: None,
+            batch_wait: None,
             end_to_end_latency,
             cpu,
             storage: None,
@@ -437,6 +468,12 @@ impl RunResult {
             None => format!("{name} n/a\n"),
         };
         out.push_str(&latency("produce   ", &self.produce_latency));
+        if self.request_latency.is_some() {
+            out.push_str(&latency(" request  ", &self.request_latency));
+        }
+        if self.batch_wait.is_some() {
+            out.push_str(&latency(" batching ", &self.batch_wait));
+        }
         out.push_str(&latency("end-to-end", &self.end_to_end_latency));
         match (self.cpu.broker_s, self.cpu.records_per_broker_cpu_s) {
             (Some(broker), Some(per_cpu)) => out.push_str(&format!(

@@ -327,29 +327,32 @@ pub async fn run(
         let acked = stats.acked.load(Ordering::Relaxed);
         let consumed = stats.consumed.load(Ordering::Relaxed);
         let seconds = (now - last.2) as f64 / 1e6;
-        let (p50, p99) = {
-            let mut latency = stats.produce.lock().expect("latency lock");
-            let pair = if latency.interval.is_empty() {
-                (f64::NAN, f64::NAN)
-            } else {
-                (
-                    latency.interval.value_at_quantile(0.5) as f64 / 1000.0,
-                    latency.interval.value_at_quantile(0.99) as f64 / 1000.0,
-                )
-            };
-            latency.interval.reset();
-            pair
-        };
-        let e2e_p99 = {
-            let mut latency = stats.end_to_end.lock().expect("latency lock");
-            let value = if latency.interval.is_empty() {
-                f64::NAN
-            } else {
-                latency.interval.value_at_quantile(0.99) as f64 / 1000.0
-            };
-            latency.interval.reset();
-            value
-        };
+        let quantile_ms =
+            |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let (p50, p99) = stats
+            .produce
+            .lock()
+            .expect("latency lock")
+            .take_interval(|h| (quantile_ms(h, 0.5), quantile_ms(h, 0.99)))
+            .unwrap_or((f64::NAN, f64::NAN));
+        let request_p99 = stats
+            .request
+            .lock()
+            .expect("latency lock")
+            .take_interval(|h| quantile_ms(h, 0.99))
+            .unwrap_or(f64::NAN);
+        let batch_wait_max = stats
+            .batch_wait
+            .lock()
+            .expect("latency lock")
+            .take_interval(|h| h.max() as f64 / 1000.0)
+            .unwrap_or(f64::NAN);
+        let e2e_p99 = stats
+            .end_to_end
+            .lock()
+            .expect("latency lock")
+            .take_interval(|h| quantile_ms(h, 0.99))
+            .unwrap_or(f64::NAN);
         let storage_now = storage_totals();
         let storage_second = last_storage.zip(storage_now).map(|(from, until)| {
             let fsyncs = until.fsyncs.saturating_sub(from.fsyncs);
@@ -359,14 +362,20 @@ pub async fn run(
                 until
                     .fsyncs_over_2500us
                     .saturating_sub(from.fsyncs_over_2500us),
+                until.fsyncs_over_10ms.saturating_sub(from.fsyncs_over_10ms),
+                until.writes_over_10ms.saturating_sub(from.writes_over_10ms),
+                until.rounds_over_10ms.saturating_sub(from.rounds_over_10ms),
             )
         });
         last_storage = storage_now;
         let second = Second {
             t: (now - start_us) as f64 / 1e6,
-            fdatasyncs: storage_second.map(|(count, _, _)| count),
-            fdatasync_mean_us: storage_second.map(|(_, mean, _)| mean),
-            fdatasyncs_over_2500us: storage_second.map(|(_, _, slow)| slow),
+            fdatasyncs: storage_second.map(|s| s.0),
+            fdatasync_mean_us: storage_second.map(|s| s.1),
+            fdatasyncs_over_2500us: storage_second.map(|s| s.2),
+            fdatasyncs_over_10ms: storage_second.map(|s| s.3),
+            writes_over_10ms: storage_second.map(|s| s.4),
+            rounds_over_10ms: storage_second.map(|s| s.5),
             produced_per_s: (acked - last.0) as f64 / seconds,
             produced_mb_per_s: (acked - last.0) as f64 * workload.message_bytes as f64
                 / seconds
@@ -374,6 +383,10 @@ pub async fn run(
             consumed_per_s: (consumed - last.1) as f64 / seconds,
             produce_p50_ms: p50,
             produce_p99_ms: p99,
+            request_p99_ms: request_p99,
+            batch_wait_max_ms: batch_wait_max,
+            producer_late_max_ms: stats.producer_late_max_us.swap(0, Ordering::Relaxed) as f64
+                / 1000.0,
             end_to_end_p99_ms: e2e_p99,
             lag: acked.saturating_sub(consumed),
             backlog: if workload.rate > 0 {
@@ -468,6 +481,8 @@ pub async fn run(
     };
     let _ = missing_detail;
     let produce = stats.produce.lock().expect("latency lock");
+    let request = stats.request.lock().expect("latency lock");
+    let batch_wait = stats.batch_wait.lock().expect("latency lock");
     let end_to_end = stats.end_to_end.lock().expect("latency lock");
     let consumed_measured = stats.consumed_measured.load(Ordering::Relaxed);
     let cpu = match cpu_from {
@@ -539,5 +554,7 @@ pub async fn run(
         series,
     );
     result.storage = storage;
+    result.request_latency = (workload.acks != 0).then(|| Latencies::from(&request.total));
+    result.batch_wait = (!batch_wait.total.is_empty()).then(|| Latencies::from(&batch_wait.total));
     Ok(result)
 }

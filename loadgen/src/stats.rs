@@ -6,7 +6,7 @@
 //! only to the one request that was waiting (no coordinated omission).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -52,7 +52,7 @@ impl Latency {
                 }
                 _ => {
                     if let Some((lowest, _, count)) = run {
-                        self.record_n(lowest, count);
+                        self.record_n(lowest as i64, count);
                     }
                     run = Some((
                         self.total.lowest_equivalent(value),
@@ -63,11 +63,21 @@ impl Latency {
             }
         }
         if let Some((lowest, _, count)) = run {
-            self.record_n(lowest, count);
+            self.record_n(lowest as i64, count);
         }
     }
 
-    fn record_n(&mut self, value: u64, count: u64) {
+    /// What `read` finds in the current interval's histogram (None when it is empty), and
+    /// a fresh interval.
+    pub fn take_interval<T>(&mut self, read: impl FnOnce(&Histogram<u64>) -> T) -> Option<T> {
+        let found = (!self.interval.is_empty()).then(|| read(&self.interval));
+        self.interval.reset();
+        found
+    }
+
+    /// Records `micros` `count` times.
+    pub fn record_n(&mut self, micros: i64, count: u64) {
+        let value = clamp_micros(micros);
         let _ = self.interval.record_n(value, count);
         let _ = self.total.record_n(value, count);
     }
@@ -176,6 +186,16 @@ pub struct Stats {
     /// Records received while the measured window ran.
     pub consumed_measured: AtomicU64,
     pub produce: Mutex<Latency>,
+    /// The part of `produce` from the request's write to its acknowledgement (broker and
+    /// network, without the producer's batching and queueing), one count per record.
+    pub request: Mutex<Latency>,
+    /// Each batch's oldest record, from its intended time to its request's write: the
+    /// linger, then any lateness of the producer's own and any wait for an in-flight slot.
+    pub batch_wait: Mutex<Latency>,
+    /// The most any producer woke up after the moment it slept until, since this was last
+    /// taken (microseconds): the load generator's own lateness, which the produce latency
+    /// of the records due meanwhile includes.
+    pub producer_late_max_us: AtomicI64,
     pub end_to_end: Mutex<Latency>,
     pub sequences: Mutex<Sequences>,
     /// Per (partition, producer): records acknowledged (or sent, with acks=0).
@@ -197,6 +217,9 @@ impl Stats {
             consumed: AtomicU64::new(0),
             consumed_measured: AtomicU64::new(0),
             produce: Mutex::new(Latency::new()),
+            request: Mutex::new(Latency::new()),
+            batch_wait: Mutex::new(Latency::new()),
+            producer_late_max_us: AtomicI64::new(0),
             end_to_end: Mutex::new(Latency::new()),
             sequences: Mutex::new(Sequences::default()),
             produced: Mutex::new(HashMap::new()),
@@ -228,6 +251,21 @@ impl Stats {
 
     /// A batch of `count` records acknowledged at `ack_us`; record `i` was meant to go at
     /// `first_intended_us + i * spacing_us`.
+    /// A producer woke up `late_us` after the moment it slept until.
+    pub fn producer_woke(&self, late_us: i64) {
+        self.producer_late_max_us
+            .fetch_max(late_us, Ordering::Relaxed);
+    }
+
+    /// A request written at `sent_us` was acknowledged at `ack_us`, for `records` records
+    /// of the measured window.
+    pub fn request_answered(&self, sent_us: i64, ack_us: i64, records: u64) {
+        if records > 0 {
+            let mut latency = self.request.lock().expect("latency lock");
+            latency.record_n(ack_us - sent_us, records);
+        }
+    }
+
     pub fn acknowledged(
         &self,
         partition: i32,
@@ -344,6 +382,21 @@ mod tests {
                 assert_eq!(a.value_at_quantile(quantile), b.value_at_quantile(quantile));
             }
         }
+    }
+
+    #[test]
+    fn a_second_is_read_once_and_the_run_keeps_every_value() {
+        let mut latency = Latency::new();
+        latency.record_n(2_000, 3);
+        latency.record_n(9_000, 1);
+        assert_eq!(
+            latency.take_interval(|h| (h.len(), h.max())),
+            Some((4, 9_007))
+        );
+        assert_eq!(latency.take_interval(|h| h.len()), None);
+        latency.record_n(-5, 2); // clamped to 1 us
+        assert_eq!(latency.take_interval(|h| (h.len(), h.min())), Some((2, 1)));
+        assert_eq!((latency.total.len(), latency.total.min()), (6, 1));
     }
 
     #[test]

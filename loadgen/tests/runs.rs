@@ -88,6 +88,33 @@ fn every_acknowledged_record_comes_back_once_in_order_with_every_codec_and_keys(
             "{topic}: p99 {} ms",
             latency.p99_ms
         );
+        // A record's request part (its request's write to the acknowledgement) is within
+        // its whole produce latency, so every quantile is too, and short of it by the
+        // batching: at this rate no batch fills before its 1 ms linger ends.
+        let request = result
+            .request_latency
+            .as_ref()
+            .expect("acks: request latency measured");
+        assert_eq!(request.count, latency.count, "{topic}: one per record");
+        assert!(
+            request.p50_ms < latency.p50_ms
+                && request.p99_ms <= latency.p99_ms
+                && request.max_ms <= latency.max_ms,
+            "{topic}: request p50/p99/max {}/{}/{} ms, produce {}/{}/{} ms",
+            request.p50_ms,
+            request.p99_ms,
+            request.max_ms,
+            latency.p50_ms,
+            latency.p99_ms,
+            latency.max_ms
+        );
+        let batching = result.batch_wait.as_ref().expect("batches measured");
+        assert!(
+            batching.p50_ms >= 1.0 && batching.count < latency.count,
+            "{topic}: a batch's oldest record waits its linger: p50 {} ms, {} batches",
+            batching.p50_ms,
+            batching.count
+        );
         assert!(result.end_to_end_latency.is_some());
         assert!(
             result.cpu.broker_s.unwrap() > 0.0,
@@ -150,9 +177,24 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
         .iter()
         .map(|second| second["fdatasyncs"].as_u64().unwrap())
         .sum();
-    assert!(series
-        .iter()
-        .all(|second| second["fdatasyncs_over_2500us"].as_u64().is_some()));
+    // ... and how many of its fdatasyncs, writes and rounds stalled (over 10 ms), the most
+    // a producer woke up late, and the run's stalls are no more than its slow syncs.
+    for field in [
+        "fdatasyncs_over_2500us",
+        "fdatasyncs_over_10ms",
+        "writes_over_10ms",
+        "rounds_over_10ms",
+    ] {
+        assert!(
+            series.iter().all(|second| second[field].as_u64().is_some()),
+            "{field}"
+        );
+    }
+    let count = |field: &str| -> u64 { series.iter().map(|s| s[field].as_u64().unwrap()).sum() };
+    assert!(count("fdatasyncs_over_10ms") <= count("fdatasyncs_over_2500us"));
+    assert!(series.iter().all(|second| second["producer_late_max_ms"]
+        .as_f64()
+        .is_some_and(|ms| ms >= 0.0)));
     // The whole produce histogram: its bucket counts add up to the records offered in the
     // window (10,000/s for 5 s), each acknowledged.
     let buckets = json["produce_latency"]["histogram_us"].as_array().unwrap();
