@@ -57,6 +57,11 @@ pub struct Second {
     /// second: a round can stall without a slow fdatasync.
     pub writes_over_10ms: Option<u64>,
     pub rounds_over_10ms: Option<u64>,
+    /// The data writes made with O_DSYNC in this second (a write and its fdatasync in
+    /// one), and how many took longer than 2.5 ms and 10 ms.
+    pub synced_writes: Option<u64>,
+    pub synced_writes_over_2500us: Option<u64>,
+    pub synced_writes_over_10ms: Option<u64>,
 }
 
 fn ms(value: f64) -> String {
@@ -88,10 +93,12 @@ impl Second {
                 self.fdatasync_mean_us,
                 self.fdatasyncs_over_2500us,
                 self.fdatasyncs_over_10ms,
+                self.synced_writes_over_2500us,
+                self.synced_writes_over_10ms,
                 self.rounds_over_10ms,
             ) {
-                (Some(mean), Some(slow), Some(stalled), Some(rounds)) => format!(
-                    "  fdatasync {mean:>5.0} us ({slow} > 2.5 ms, {stalled} > 10 ms; rounds > 10 ms {rounds})"
+                (Some(mean), Some(slow), Some(stalled), Some(slow_w), Some(stalled_w), Some(rounds)) => format!(
+                    "  fdatasync {mean:>5.0} us ({slow} > 2.5 ms, {stalled} > 10 ms), O_DSYNC writes {slow_w} > 2.5 ms, {stalled_w} > 10 ms; rounds > 10 ms {rounds}"
                 ),
                 _ => String::new(),
             },
@@ -187,6 +194,10 @@ pub struct BrokerStorage {
     pub fdatasyncs_per_s: f64,
     pub fdatasync_mean_us: f64,
     pub writes_per_s: f64,
+    /// Of `writes_per_s`, those made with O_DSYNC (the write and its fdatasync in one
+    /// operation, for rounds a producer waits on), and their mean latency.
+    pub synced_writes_per_s: f64,
+    pub synced_write_mean_us: f64,
     /// Mean bytes of one data write (padding included).
     pub write_bytes_mean: f64,
     pub write_mb_per_s: f64,
@@ -212,6 +223,7 @@ impl BrokerStorage {
         let per_s = |a: u64, b: u64| b.saturating_sub(a) as f64 / window_s.max(1e-9);
         let writes = until.writes.saturating_sub(from.writes);
         let fsyncs = until.fsyncs.saturating_sub(from.fsyncs);
+        let synced = until.synced_writes.saturating_sub(from.synced_writes);
         let write_bytes = until.write_bytes.saturating_sub(from.write_bytes);
         BrokerStorage {
             window_s,
@@ -220,6 +232,9 @@ impl BrokerStorage {
             fdatasync_mean_us: until.fsync_us.saturating_sub(from.fsync_us) as f64
                 / fsyncs.max(1) as f64,
             writes_per_s: per_s(from.writes, until.writes),
+            synced_writes_per_s: per_s(from.synced_writes, until.synced_writes),
+            synced_write_mean_us: until.synced_write_us.saturating_sub(from.synced_write_us) as f64
+                / synced.max(1) as f64,
             write_bytes_mean: write_bytes as f64 / writes.max(1) as f64,
             write_mb_per_s: per_s(from.write_bytes, until.write_bytes) / 1e6,
             cache_reads_per_s: per_s(from.cache_reads, until.cache_reads),
@@ -498,11 +513,13 @@ impl RunResult {
         }
         if let Some(storage) = &self.storage {
             out.push_str(&format!(
-                "storage    {:.0} durability rounds/s, {:.0} fdatasyncs/s (mean {:.0} us), {:.0} writes/s of {:.1} KiB, {:.1} MB/s written\n",
+                "storage    {:.0} durability rounds/s, {:.0} fdatasyncs/s (mean {:.0} us), {:.0} writes/s ({:.0}/s with O_DSYNC, mean {:.0} us) of {:.1} KiB, {:.1} MB/s written\n",
                 storage.durability_rounds_per_s,
                 storage.fdatasyncs_per_s,
                 storage.fdatasync_mean_us,
                 storage.writes_per_s,
+                storage.synced_writes_per_s,
+                storage.synced_write_mean_us,
                 storage.write_bytes_mean / 1024.0,
                 storage.write_mb_per_s
             ));

@@ -365,6 +365,15 @@ pub async fn run(
                 until.fsyncs_over_10ms.saturating_sub(from.fsyncs_over_10ms),
                 until.writes_over_10ms.saturating_sub(from.writes_over_10ms),
                 until.rounds_over_10ms.saturating_sub(from.rounds_over_10ms),
+                (
+                    until.synced_writes.saturating_sub(from.synced_writes),
+                    until
+                        .synced_writes_over_2500us
+                        .saturating_sub(from.synced_writes_over_2500us),
+                    until
+                        .synced_writes_over_10ms
+                        .saturating_sub(from.synced_writes_over_10ms),
+                ),
             )
         });
         last_storage = storage_now;
@@ -376,6 +385,9 @@ pub async fn run(
             fdatasyncs_over_10ms: storage_second.map(|s| s.3),
             writes_over_10ms: storage_second.map(|s| s.4),
             rounds_over_10ms: storage_second.map(|s| s.5),
+            synced_writes: storage_second.map(|s| s.6 .0),
+            synced_writes_over_2500us: storage_second.map(|s| s.6 .1),
+            synced_writes_over_10ms: storage_second.map(|s| s.6 .2),
             produced_per_s: (acked - last.0) as f64 / seconds,
             produced_mb_per_s: (acked - last.0) as f64 * workload.message_bytes as f64
                 / seconds

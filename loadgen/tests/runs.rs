@@ -171,11 +171,15 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
         .is_some_and(|k| !k.is_empty()));
     let series = json["series"].as_array().unwrap();
     assert!(!series.is_empty());
-    // Every second says how many fdatasyncs the embedded broker made in it, and they
+    // Every second says how many fdatasyncs and O_DSYNC writes (a write and its
+    // fdatasync in one: acks=all rounds) the embedded broker made in it, and the writes
     // add up to at least the run's (the series runs to the end of the drain).
+    assert!(series
+        .iter()
+        .all(|second| second["fdatasyncs"].as_u64().is_some()));
     let synced: u64 = series
         .iter()
-        .map(|second| second["fdatasyncs"].as_u64().unwrap())
+        .map(|second| second["synced_writes"].as_u64().unwrap())
         .sum();
     // ... and how many of its fdatasyncs, writes and rounds stalled (over 10 ms), the most
     // a producer woke up late, and the run's stalls are no more than its slow syncs.
@@ -184,6 +188,8 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
         "fdatasyncs_over_10ms",
         "writes_over_10ms",
         "rounds_over_10ms",
+        "synced_writes_over_2500us",
+        "synced_writes_over_10ms",
     ] {
         assert!(
             series.iter().all(|second| second[field].as_u64().is_some()),
@@ -209,11 +215,11 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
     // The embedded broker's own counters, and the disk's ceiling measured after the run.
     let storage = &json["storage"];
     assert!(
-        storage["fdatasyncs_per_s"].as_f64().unwrap() > 0.0,
+        storage["synced_writes_per_s"].as_f64().unwrap() > 0.0,
         "{storage}"
     );
     let window_syncs =
-        storage["fdatasyncs_per_s"].as_f64().unwrap() * storage["window_s"].as_f64().unwrap();
+        storage["synced_writes_per_s"].as_f64().unwrap() * storage["window_s"].as_f64().unwrap();
     assert!(
         synced as f64 >= window_syncs.round(),
         "{synced} in the series, {window_syncs} in the window"

@@ -123,6 +123,9 @@ pub struct OpenOptions {
     /// O_DIRECT: writes bypass the page cache; buffers, positions and lengths must be
     /// multiples of [`BLOCK_BYTES`].
     pub direct: bool,
+    /// O_DSYNC: a write completes once its data (and the metadata needed to read it back)
+    /// is durable, as if an fdatasync followed it.
+    pub dsync: bool,
 }
 
 impl OpenOptions {
@@ -130,16 +133,19 @@ impl OpenOptions {
         write: false,
         create: false,
         direct: false,
+        dsync: false,
     };
     pub const READ_WRITE: OpenOptions = OpenOptions {
         write: true,
         create: false,
         direct: false,
+        dsync: false,
     };
     pub const CREATE: OpenOptions = OpenOptions {
         write: true,
         create: true,
         direct: false,
+        dsync: false,
     };
 }
 
@@ -182,9 +188,7 @@ impl Disk {
                 use std::os::unix::fs::OpenOptionsExt;
                 let mut open = tokio_uring::fs::OpenOptions::new();
                 open.read(true).write(options.write).create(options.create);
-                if options.direct {
-                    open.custom_flags(libc::O_DIRECT);
-                }
+                open.custom_flags(portable::custom_flags(options));
                 Backing::Uring(open.open(path).await?)
             }
             Disk::Portable => Backing::Portable(portable::open(path, options)?),

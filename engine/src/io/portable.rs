@@ -12,10 +12,20 @@ use super::OpenOptions;
 pub fn open(path: &Path, options: OpenOptions) -> io::Result<fs::File> {
     let mut open = fs::OpenOptions::new();
     open.read(true).write(options.write).create(options.create);
-    if options.direct {
-        open.custom_flags(libc::O_DIRECT);
-    }
+    open.custom_flags(custom_flags(options));
     open.open(path)
+}
+
+/// The open(2) flags beyond read, write and create that `options` ask for.
+pub fn custom_flags(options: OpenOptions) -> i32 {
+    let mut flags = 0;
+    if options.direct {
+        flags |= libc::O_DIRECT;
+    }
+    if options.dsync {
+        flags |= libc::O_DSYNC;
+    }
+    flags
 }
 
 pub fn read_at(file: &fs::File, len: usize, pos: u64) -> io::Result<Vec<u8>> {

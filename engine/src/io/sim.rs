@@ -241,6 +241,7 @@ impl SimDisk {
             state: self.state.clone(),
             id,
             writable: options.write,
+            dsync: options.dsync,
         })
     }
 
@@ -307,6 +308,11 @@ pub struct SimFile {
     state: Rc<RefCell<SimState>>,
     id: u64,
     writable: bool,
+    /// O_DSYNC: a write that completes is durable, modelled as the write and then an
+    /// fdatasync of the file. Linux promises only the write's own range; the storage engine
+    /// writes through O_DSYNC only when nothing written before is unsynced, where the two
+    /// are the same.
+    dsync: bool,
 }
 
 impl SimFile {
@@ -343,7 +349,14 @@ impl SimFile {
         inode.unsynced.push(op);
         inode.modified_ms = now_ms;
         match fate {
-            OpFate::Proceed => Ok(()),
+            OpFate::Proceed => {
+                if self.dsync {
+                    for op in std::mem::take(&mut inode.unsynced) {
+                        apply(&mut inode.durable, &op);
+                    }
+                }
+                Ok(())
+            }
             OpFate::Crash => Err(io::Error::other("simulated machine crashed")),
         }
     }

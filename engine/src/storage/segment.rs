@@ -79,6 +79,10 @@ pub struct Frontier {
 pub struct SegmentFiles {
     /// Write handle (O_DIRECT when `align` is 4096).
     pub log: File,
+    /// The same file opened O_DIRECT | O_DSYNC (None when writes are buffered): a round
+    /// whose data must be durable writes through it, the write and its fdatasync in one
+    /// operation.
+    pub durable_log: Option<File>,
     /// Buffered read handle (the same file).
     pub reader: File,
     pub index: File,
@@ -91,10 +95,17 @@ impl SegmentFiles {
     /// For a sealed segment: every descriptor becomes evictable (`io::File`), and all but
     /// the read handle close now; they open again when something needs them.
     pub fn release_sealed(&self) {
-        for file in [&self.log, &self.reader, &self.index, &self.time_index] {
+        let durable = self.durable_log.iter();
+        for file in [&self.log, &self.reader, &self.index, &self.time_index]
+            .into_iter()
+            .chain(durable.clone())
+        {
             file.make_evictable();
         }
-        for file in [&self.log, &self.index, &self.time_index] {
+        for file in [&self.log, &self.index, &self.time_index]
+            .into_iter()
+            .chain(durable)
+        {
             if !file.shares_descriptor_with(&self.reader) {
                 file.close_now();
             }
@@ -104,6 +115,9 @@ impl SegmentFiles {
     /// The files were renamed to `paths`.
     pub fn renamed(&self, paths: &SegmentPaths) {
         self.log.set_path(&paths.log);
+        if let Some(durable) = &self.durable_log {
+            durable.set_path(&paths.log);
+        }
         self.reader.set_path(&paths.log);
         self.index.set_path(&paths.index);
         self.time_index.set_path(&paths.time_index);
@@ -148,8 +162,19 @@ impl SegmentFiles {
                 }
             }
         };
+        let durable_log = if align == BLOCK_BYTES {
+            let durable = OpenOptions {
+                direct: true,
+                dsync: true,
+                ..OpenOptions::READ_WRITE
+            };
+            Some(open(&paths.log, durable).await?)
+        } else {
+            None
+        };
         Ok(SegmentFiles {
             log,
+            durable_log,
             reader,
             index: open(&paths.index, options).await?,
             time_index: open(&paths.time_index, options).await?,

@@ -17,6 +17,9 @@ pub struct StorageCells {
     /// Latency of every data write (a round's O_DIRECT or buffered write of appended
     /// batches, without the preallocation it may wait for).
     pub write_latency: Histogram,
+    /// Latency of the data writes made with O_DSYNC (also in `write_latency`): each is a
+    /// write and its fdatasync in one operation.
+    pub synced_write_latency: Histogram,
     /// Duration of every durability round: waiting for space, renaming a prepared
     /// segment, the writes and the fdatasyncs.
     pub round_latency: Histogram,
@@ -76,6 +79,12 @@ pub struct StorageTotals {
     /// Data writes, and durability rounds, that took longer than `STALLED_FSYNC_US`.
     pub writes_over_10ms: u64,
     pub rounds_over_10ms: u64,
+    /// Data writes made with O_DSYNC (counted in `writes` too), their summed latency, and
+    /// those over `SLOW_FSYNC_US` and `STALLED_FSYNC_US`.
+    pub synced_writes: u64,
+    pub synced_write_us: u64,
+    pub synced_writes_over_2500us: u64,
+    pub synced_writes_over_10ms: u64,
     pub rounds: u64,
     pub writes: u64,
     pub write_bytes: u64,
@@ -93,6 +102,10 @@ pub fn totals() -> StorageTotals {
         fsyncs_over_10ms: folded.fsync_latency.count_over(STALLED_FSYNC_US),
         writes_over_10ms: folded.write_latency.count_over(STALLED_FSYNC_US),
         rounds_over_10ms: folded.round_latency.count_over(STALLED_FSYNC_US),
+        synced_writes: folded.synced_write_latency.count(),
+        synced_write_us: folded.synced_write_latency.sum_us(),
+        synced_writes_over_2500us: folded.synced_write_latency.count_over(SLOW_FSYNC_US),
+        synced_writes_over_10ms: folded.synced_write_latency.count_over(STALLED_FSYNC_US),
         rounds: folded.rounds.load(Ordering::Relaxed),
         writes: folded.writes.load(Ordering::Relaxed),
         write_bytes: folded.write_bytes.load(Ordering::Relaxed),
@@ -112,6 +125,7 @@ fn fold() -> StorageCells {
         folded.fsync_latency.add(&cells.fsync_latency);
         folded.write_latency.add(&cells.write_latency);
         folded.round_latency.add(&cells.round_latency);
+        folded.synced_write_latency.add(&cells.synced_write_latency);
         for (sum, part) in [
             (&folded.rounds, &cells.rounds),
             (&folded.writes, &cells.writes),
@@ -137,6 +151,10 @@ pub fn render(out: &mut String) {
     for (name, histogram) in [
         ("ringlog_fsync_latency_seconds", &folded.fsync_latency),
         ("ringlog_log_write_latency_seconds", &folded.write_latency),
+        (
+            "ringlog_log_synced_write_latency_seconds",
+            &folded.synced_write_latency,
+        ),
         ("ringlog_durability_round_seconds", &folded.round_latency),
     ] {
         let _ = writeln!(out, "# TYPE {name} histogram");
