@@ -2,7 +2,9 @@
 //!
 //! Each round takes everything appended but not yet handed off (from every open segment)
 //! as one `FlushJob`, writes it, fdatasyncs when the flush policy or a waiter wants it, and
-//! then answers the appends the job covered. Appends that arrive during a round wait in the
+//! then answers the appends the job covered. When an acks=all waiter is in the round and a
+//! segment has nothing unsynced from before, its write goes through the segment's O_DSYNC
+//! handle instead: the write and its fdatasync as one operation. Appends that arrive during a round wait in the
 //! write buffer and ride the next round: group commit, one write in flight per partition.
 //!
 //! Between rounds it writes due index entries (only for fsynced log bytes), seals rolled
@@ -180,9 +182,10 @@ fn take_job(state: &mut State, policy: FlushPolicy) -> Option<FlushJob> {
     })
 }
 
-/// Runs `job`: its writes, then its fdatasyncs. Once the writes completed they are
-/// published (the written frontier moves and acks=1 waiters are answered: their data reached
-/// the OS) before the fdatasyncs start, so a write that needs no sync never waits for one.
+/// Runs `job`: its writes (an O_DSYNC one is also its segment's fdatasync), then its
+/// fdatasyncs. Once the writes completed they are published (the written frontier moves
+/// and acks=1 waiters are answered: their data reached the OS) before the fdatasyncs start,
+/// so a write that needs no sync never waits for one.
 async fn execute(inner: &Rc<Inner>, job: FlushJob, config: &LogConfig) -> Result<(), StorageError> {
     let round_started = std::time::Instant::now();
     let mut completed = Vec::with_capacity(job.writes.len());

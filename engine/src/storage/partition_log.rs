@@ -2,8 +2,9 @@
 //!
 //! Appends copy validated batches into the active segment's write buffer and return at
 //! once with their offsets; a flusher task (see `flusher`) writes whatever is pending as one
-//! write, then one fdatasync, and answers every append the write covered (group commit).
-//! One write is in flight per partition; what arrives meanwhile rides the next one.
+//! write, then one fdatasync (or, when a producer waits for durability, one O_DSYNC write
+//! that is both), and answers every append the write covered (group commit). One write is
+//! in flight per partition; what arrives meanwhile rides the next one.
 //!
 //! Durability frontiers, as offsets (each the first offset *not* covered):
 //! `log_end_offset` (appended) >= `written_offset` (write completed) >= `durable_offset`
