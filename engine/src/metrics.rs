@@ -177,6 +177,7 @@ pub struct Metrics {
 #[derive(Debug)]
 pub struct Sources {
     pub queued_bytes: std::sync::Arc<crate::server::budget::ByteBudget>,
+    pub placement: std::sync::Arc<crate::server::placement::ConnectionPlacement>,
     pub offline: std::sync::Arc<crate::partition::offline::OfflinePartitions>,
     /// The controller quorum's view, in cluster mode.
     pub cluster: Option<std::sync::Arc<crate::cluster::ClusterHandle>>,
@@ -370,6 +371,14 @@ impl Metrics {
                 "ringlog_queued_request_bytes {}",
                 sources.queued_bytes.used()
             );
+            let _ = writeln!(out, "# TYPE ringlog_shard_connections gauge");
+            for shard in 0..sources.placement.shards() {
+                let _ = writeln!(
+                    out,
+                    "ringlog_shard_connections{{shard=\"{shard}\"}} {}",
+                    sources.placement.serving(shard)
+                );
+            }
             let _ = writeln!(out, "# TYPE ringlog_partition_offline gauge");
             for ((topic, partition), _) in sources.offline.all() {
                 let _ = writeln!(

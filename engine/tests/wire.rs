@@ -1365,3 +1365,97 @@ async fn a_lagging_consumer_reads_from_the_tail_cache_its_shards_budget_holds() 
         }
     }
 }
+
+/// Connections are spread over the shards by how many each serves, whichever shard the
+/// kernel's SO_REUSEPORT hash gave them to, and a connection handed to another shard is
+/// served there like any other: on both I/O backends, 24 connections opened one after
+/// another never leave one shard serving two more than the other, every one of them
+/// produces in order, and the records read back whole.
+#[tokio::test]
+async fn connections_are_spread_over_the_shards_and_served_where_placed() {
+    for backend in ["uring", "portable"] {
+        spread_connections(backend).await;
+    }
+}
+
+async fn spread_connections(backend: &str) {
+    const CONNECTIONS: usize = 24;
+    let metrics_address = broker::free_local_address();
+    let broker = BrokerProcess::start_with(
+        2,
+        &[
+            "--metrics-listen",
+            &metrics_address,
+            "--io-backend",
+            backend,
+        ],
+    );
+    let (ok, _, err) = broker.cli(&["topic", "create", "spread", "--partitions", "2"], "");
+    assert!(ok, "{err}");
+    // Connections each shard serves, once `open` of them are open.
+    let serving = |open: usize| {
+        let metrics_address = metrics_address.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let text = broker::scrape_metrics(&metrics_address).await;
+                let counts: Vec<usize> = (0..2)
+                    .filter_map(|shard| {
+                        let prefix = format!("ringlog_shard_connections{{shard=\"{shard}\"}} ");
+                        text.lines()
+                            .find_map(|line| line.strip_prefix(prefix.as_str()))
+                            .and_then(|count| count.parse().ok())
+                    })
+                    .collect();
+                if counts.len() == 2 && counts.iter().sum::<usize>() == open {
+                    return counts;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{backend}: not {open} connections counted:\n{text}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // The CLI's connection has closed.
+    serving(0).await;
+    let mut clients = Vec::new();
+    for n in 0..CONNECTIONS {
+        let mut client = Client::connect(&broker.address, "spread").await.unwrap();
+        let partition = (n % 2) as i32;
+        let value = format!("from connection {n}");
+        assert_eq!(
+            produce_error(
+                &mut client,
+                &produce_request("spread", partition, batch(&[value.as_str()]))
+            )
+            .await,
+            (0, (n / 2) as i64),
+            "{backend}: connection {n}"
+        );
+        let counts = serving(n + 1).await;
+        assert!(
+            counts[0].abs_diff(counts[1]) <= 1,
+            "{backend}: {counts:?} after {} connections",
+            n + 1
+        );
+        clients.push(client);
+    }
+    for (partition, client) in clients.iter_mut().take(2).enumerate() {
+        let response = client
+            .send(&fetch_request("spread", partition as i32, 0, 0))
+            .await
+            .unwrap();
+        let fetched = &response.responses[0].partitions[0];
+        assert_eq!(fetched.error_code, 0);
+        let records = fetched.records.clone().unwrap_or_default();
+        let mut next = 0usize;
+        check_records_from(&records, &mut next, |i| {
+            format!("from connection {}", 2 * i + partition)
+        });
+        assert_eq!(next, CONNECTIONS / 2, "{backend}: partition {partition}");
+    }
+    drop(clients);
+    serving(0).await;
+}

@@ -73,7 +73,51 @@ pub enum Connection {
     Portable(tokio::net::TcpStream),
 }
 
+/// A connection on its way to another shard: the bare socket, which the receiving shard
+/// wraps for its own runtime.
+pub struct Handoff {
+    stream: std::net::TcpStream,
+    uring: bool,
+}
+
+impl Handoff {
+    /// The connection, on the runtime of the shard this runs on.
+    pub fn into_connection(self) -> io::Result<Connection> {
+        if self.uring {
+            Ok(Connection::Uring(tokio_uring::net::TcpStream::from_std(
+                self.stream,
+            )))
+        } else {
+            Ok(Connection::Portable(tokio::net::TcpStream::from_std(
+                self.stream,
+            )?))
+        }
+    }
+}
+
 impl Connection {
+    /// Detaches the socket from this shard's runtime, to be served on another shard.
+    pub fn hand_off(self) -> io::Result<Handoff> {
+        match self {
+            Connection::Uring(stream) => {
+                use std::os::fd::AsRawFd;
+                // SAFETY: the descriptor belongs to `stream`, alive for this call; it is only
+                // borrowed long enough to duplicate it. Dropping `stream` then closes its
+                // descriptor, and the duplicate keeps the socket open.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) }
+                    .try_clone_to_owned()?;
+                Ok(Handoff {
+                    stream: std::net::TcpStream::from(fd),
+                    uring: true,
+                })
+            }
+            Connection::Portable(stream) => Ok(Handoff {
+                stream: stream.into_std()?,
+                uring: false,
+            }),
+        }
+    }
+
     /// Reads into the spare capacity of `buf` (from its length to its capacity), so bytes
     /// land where frames are split from, with no copy; 0 means the peer closed.
     pub async fn read_into(&self, mut buf: BytesMut) -> (io::Result<usize>, BytesMut) {

@@ -111,7 +111,14 @@ impl Drop for RunningGuard {
     }
 }
 
-pub async fn serve(shard: Rc<Shard>, connection: Connection, peer: SocketAddr) {
+/// Serves one connection on this shard; `_placed` holds its slot in the shards' connection
+/// counts until it ends.
+pub async fn serve(
+    shard: Rc<Shard>,
+    connection: Connection,
+    peer: SocketAddr,
+    _placed: crate::server::placement::Placed,
+) {
     let _admitted = match shard.context.connections.admit(peer.ip()) {
         Ok(admitted) => admitted,
         Err(refused) => {

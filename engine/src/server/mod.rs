@@ -9,6 +9,7 @@ pub mod budget;
 pub mod connection;
 pub mod limits;
 pub mod open_files;
+pub mod placement;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -208,6 +209,7 @@ impl Broker {
         let replayed_offsets = Arc::new(replay_offsets(&config)?);
         let offline = Arc::new(crate::partition::offline::OfflinePartitions::default());
         let queued_bytes = Arc::new(budget::ByteBudget::new(config.queued_max_request_bytes));
+        let placement = Arc::new(placement::ConnectionPlacement::new(config.cores));
         let context = Arc::new(BrokerContext {
             config: config.clone(),
             catalog,
@@ -221,10 +223,12 @@ impl Broker {
                 config.max_connections_per_ip,
             )),
             queued_bytes: queued_bytes.clone(),
+            placement: placement.clone(),
             cluster: controller.as_ref().map(crate::cluster::Controller::handle),
         });
         context.metrics.attach(crate::metrics::Sources {
             queued_bytes,
+            placement,
             offline,
             cluster: context.cluster.clone(),
         });
@@ -413,7 +417,17 @@ async fn accept_loop(shard: Rc<Shard>, listener: net::Listener) {
     loop {
         match listener.accept().await {
             Ok((connection, peer)) => {
-                tokio::task::spawn_local(connection::serve(shard.clone(), connection, peer));
+                let placed = shard.context.placement.place(shard.id);
+                if placed.shard == shard.id {
+                    tokio::task::spawn_local(connection::serve(
+                        shard.clone(),
+                        connection,
+                        peer,
+                        placed,
+                    ));
+                } else {
+                    tokio::task::spawn_local(hand_off(shard.clone(), connection, peer, placed));
+                }
             }
             Err(error) => {
                 // Out of file descriptors (EMFILE), mostly: logged at most once a second.
@@ -424,6 +438,40 @@ async fn accept_loop(shard: Rc<Shard>, listener: net::Listener) {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
+    }
+}
+
+/// Sends a connection accepted here to the shard it was placed on, which serves it.
+async fn hand_off(
+    shard: Rc<Shard>,
+    connection: net::Connection,
+    peer: std::net::SocketAddr,
+    placed: placement::Placed,
+) {
+    let target = placed.shard;
+    let handoff = match connection.hand_off() {
+        Ok(handoff) => handoff,
+        Err(error) => {
+            tracing::warn!(shard = shard.id, target, %peer, %error, "cannot hand a connection to another shard; closed");
+            return;
+        }
+    };
+    let job: crate::shard::Job = Box::new(move |shard| {
+        Box::pin(async move {
+            match handoff.into_connection() {
+                Ok(connection) => connection::serve(shard, connection, peer, placed).await,
+                Err(error) => {
+                    tracing::warn!(shard = shard.id, %peer, %error, "cannot take a connection from another shard; closed")
+                }
+            }
+        })
+    });
+    let sent = match shard.context.inboxes.get(target) {
+        Some(inbox) => inbox.send(job).await.is_ok(),
+        None => false,
+    };
+    if !sent {
+        tracing::warn!(shard = shard.id, target, %peer, "the shard a connection was placed on is gone; closed");
     }
 }
 

@@ -42,6 +42,8 @@ pub struct BrokerContext {
     pub connections: Arc<crate::server::limits::ConnectionLimits>,
     /// Bytes of request frames held broker-wide (queued.max.request.bytes).
     pub queued_bytes: Arc<crate::server::budget::ByteBudget>,
+    /// Connections each shard serves, for placing new ones.
+    pub placement: Arc<crate::server::placement::ConnectionPlacement>,
     /// The cluster as the controller quorum has it, in cluster mode.
     pub cluster: Option<Arc<crate::cluster::ClusterHandle>>,
 }
