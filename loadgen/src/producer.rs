@@ -491,9 +491,7 @@ impl Producer {
                         match code {
                             Some(0) => {
                                 for batch in intended {
-                                    measured +=
-                                        batch.iter().filter(|t| stats.measured(**t)).count() as u64;
-                                    stats.acknowledged(
+                                    measured += stats.acknowledged(
                                         partition,
                                         producer,
                                         batch.len() as u64,

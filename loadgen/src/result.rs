@@ -220,26 +220,22 @@ impl BrokerStorage {
         until: engine::storage::stats::StorageTotals,
         window_s: f64,
     ) -> BrokerStorage {
-        let per_s = |a: u64, b: u64| b.saturating_sub(a) as f64 / window_s.max(1e-9);
-        let writes = until.writes.saturating_sub(from.writes);
-        let fsyncs = until.fsyncs.saturating_sub(from.fsyncs);
-        let synced = until.synced_writes.saturating_sub(from.synced_writes);
-        let write_bytes = until.write_bytes.saturating_sub(from.write_bytes);
+        let d = until.since(&from);
+        let per_s = |count: u64| count as f64 / window_s.max(1e-9);
+        let mean = |sum: u64, count: u64| sum as f64 / count.max(1) as f64;
         BrokerStorage {
             window_s,
-            durability_rounds_per_s: per_s(from.rounds, until.rounds),
-            fdatasyncs_per_s: per_s(from.fsyncs, until.fsyncs),
-            fdatasync_mean_us: until.fsync_us.saturating_sub(from.fsync_us) as f64
-                / fsyncs.max(1) as f64,
-            writes_per_s: per_s(from.writes, until.writes),
-            synced_writes_per_s: per_s(from.synced_writes, until.synced_writes),
-            synced_write_mean_us: until.synced_write_us.saturating_sub(from.synced_write_us) as f64
-                / synced.max(1) as f64,
-            write_bytes_mean: write_bytes as f64 / writes.max(1) as f64,
-            write_mb_per_s: per_s(from.write_bytes, until.write_bytes) / 1e6,
-            cache_reads_per_s: per_s(from.cache_reads, until.cache_reads),
-            disk_reads_per_s: per_s(from.disk_reads, until.disk_reads),
-            disk_read_mb_per_s: per_s(from.disk_read_bytes, until.disk_read_bytes) / 1e6,
+            durability_rounds_per_s: per_s(d.rounds),
+            fdatasyncs_per_s: per_s(d.fsyncs),
+            fdatasync_mean_us: mean(d.fsync_us, d.fsyncs),
+            writes_per_s: per_s(d.writes),
+            synced_writes_per_s: per_s(d.synced_writes),
+            synced_write_mean_us: mean(d.synced_write_us, d.synced_writes),
+            write_bytes_mean: mean(d.write_bytes, d.writes),
+            write_mb_per_s: per_s(d.write_bytes) / 1e6,
+            cache_reads_per_s: per_s(d.cache_reads),
+            disk_reads_per_s: per_s(d.disk_reads),
+            disk_read_mb_per_s: per_s(d.disk_read_bytes) / 1e6,
             disk_ceiling: None,
             share_of_ceiling: None,
         }

@@ -354,40 +354,21 @@ pub async fn run(
             .take_interval(|h| quantile_ms(h, 0.99))
             .unwrap_or(f64::NAN);
         let storage_now = storage_totals();
-        let storage_second = last_storage.zip(storage_now).map(|(from, until)| {
-            let fsyncs = until.fsyncs.saturating_sub(from.fsyncs);
-            (
-                fsyncs,
-                until.fsync_us.saturating_sub(from.fsync_us) as f64 / fsyncs.max(1) as f64,
-                until
-                    .fsyncs_over_2500us
-                    .saturating_sub(from.fsyncs_over_2500us),
-                until.fsyncs_over_10ms.saturating_sub(from.fsyncs_over_10ms),
-                until.writes_over_10ms.saturating_sub(from.writes_over_10ms),
-                until.rounds_over_10ms.saturating_sub(from.rounds_over_10ms),
-                (
-                    until.synced_writes.saturating_sub(from.synced_writes),
-                    until
-                        .synced_writes_over_2500us
-                        .saturating_sub(from.synced_writes_over_2500us),
-                    until
-                        .synced_writes_over_10ms
-                        .saturating_sub(from.synced_writes_over_10ms),
-                ),
-            )
-        });
+        let storage_second = last_storage
+            .zip(storage_now)
+            .map(|(from, until)| until.since(&from));
         last_storage = storage_now;
         let second = Second {
             t: (now - start_us) as f64 / 1e6,
-            fdatasyncs: storage_second.map(|s| s.0),
-            fdatasync_mean_us: storage_second.map(|s| s.1),
-            fdatasyncs_over_2500us: storage_second.map(|s| s.2),
-            fdatasyncs_over_10ms: storage_second.map(|s| s.3),
-            writes_over_10ms: storage_second.map(|s| s.4),
-            rounds_over_10ms: storage_second.map(|s| s.5),
-            synced_writes: storage_second.map(|s| s.6 .0),
-            synced_writes_over_2500us: storage_second.map(|s| s.6 .1),
-            synced_writes_over_10ms: storage_second.map(|s| s.6 .2),
+            fdatasyncs: storage_second.map(|s| s.fsyncs),
+            fdatasync_mean_us: storage_second.map(|s| s.fsync_us as f64 / s.fsyncs.max(1) as f64),
+            fdatasyncs_over_2500us: storage_second.map(|s| s.fsyncs_over_2500us),
+            fdatasyncs_over_10ms: storage_second.map(|s| s.fsyncs_over_10ms),
+            writes_over_10ms: storage_second.map(|s| s.writes_over_10ms),
+            rounds_over_10ms: storage_second.map(|s| s.rounds_over_10ms),
+            synced_writes: storage_second.map(|s| s.synced_writes),
+            synced_writes_over_2500us: storage_second.map(|s| s.synced_writes_over_2500us),
+            synced_writes_over_10ms: storage_second.map(|s| s.synced_writes_over_10ms),
             produced_per_s: (acked - last.0) as f64 / seconds,
             produced_mb_per_s: (acked - last.0) as f64 * workload.message_bytes as f64
                 / seconds

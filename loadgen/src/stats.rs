@@ -266,6 +266,8 @@ impl Stats {
         }
     }
 
+    /// Records acknowledged (`ack_us` None: sent with acks=0); returns how many of them
+    /// were intended in the measured window.
     pub fn acknowledged(
         &self,
         partition: i32,
@@ -273,7 +275,7 @@ impl Stats {
         count: u64,
         intended_us: &[i64],
         ack_us: Option<i64>,
-    ) {
+    ) -> u64 {
         self.acked.fetch_add(count, Ordering::Relaxed);
         *self
             .produced
@@ -300,6 +302,7 @@ impl Stats {
                 );
             }
         }
+        measured
     }
 }
 

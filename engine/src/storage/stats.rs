@@ -93,6 +93,38 @@ pub struct StorageTotals {
     pub disk_read_bytes: u64,
 }
 
+impl StorageTotals {
+    /// What the counters added since `earlier` (counts never go back; a later reading
+    /// minus an earlier one, field by field).
+    pub fn since(&self, earlier: &StorageTotals) -> StorageTotals {
+        let d = |now: u64, then: u64| now.saturating_sub(then);
+        StorageTotals {
+            fsyncs: d(self.fsyncs, earlier.fsyncs),
+            fsync_us: d(self.fsync_us, earlier.fsync_us),
+            fsyncs_over_2500us: d(self.fsyncs_over_2500us, earlier.fsyncs_over_2500us),
+            fsyncs_over_10ms: d(self.fsyncs_over_10ms, earlier.fsyncs_over_10ms),
+            writes_over_10ms: d(self.writes_over_10ms, earlier.writes_over_10ms),
+            rounds_over_10ms: d(self.rounds_over_10ms, earlier.rounds_over_10ms),
+            synced_writes: d(self.synced_writes, earlier.synced_writes),
+            synced_write_us: d(self.synced_write_us, earlier.synced_write_us),
+            synced_writes_over_2500us: d(
+                self.synced_writes_over_2500us,
+                earlier.synced_writes_over_2500us,
+            ),
+            synced_writes_over_10ms: d(
+                self.synced_writes_over_10ms,
+                earlier.synced_writes_over_10ms,
+            ),
+            rounds: d(self.rounds, earlier.rounds),
+            writes: d(self.writes, earlier.writes),
+            write_bytes: d(self.write_bytes, earlier.write_bytes),
+            cache_reads: d(self.cache_reads, earlier.cache_reads),
+            disk_reads: d(self.disk_reads, earlier.disk_reads),
+            disk_read_bytes: d(self.disk_read_bytes, earlier.disk_read_bytes),
+        }
+    }
+}
+
 pub fn totals() -> StorageTotals {
     let folded = fold();
     StorageTotals {
