@@ -598,7 +598,7 @@ fn a_quiet_partition_reserves_at_most_a_step_beyond_its_data() {
 }
 
 /// A fresh log reserves its first step as it opens, before anything is written, so its
-/// first write does not wait for the reservation (zero-filled: written blocks).
+/// first write does not wait for the reservation (read back, it is zeros in either mode).
 #[test]
 fn a_fresh_log_reserves_its_first_step_before_its_first_write() {
     for_every_place(|env| {

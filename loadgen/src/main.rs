@@ -110,7 +110,7 @@ struct Target {
     /// brokers that do not sync.
     #[arg(long)]
     no_fsync: bool,
-    /// How the embedded broker reserves segment space: zero-fill (its default), fallocate
+    /// How the embedded broker reserves segment space: fallocate (its default), zero-fill
     /// or none.
     #[arg(long)]
     broker_preallocation: Option<engine::storage::Preallocation>,

@@ -200,7 +200,7 @@ struct LogFileConfig {
     index_interval_bytes: Option<u32>,
     /// "every-write" (fsync after each write, the default) or "on-demand" (only for acks=all).
     flush: Option<String>,
-    /// How segment space is reserved ahead: "zero-fill" (the default), "fallocate", "none".
+    /// How segment space is reserved ahead: "fallocate" (the default), "zero-fill", "none".
     preallocation: Option<String>,
 }
 
@@ -518,7 +518,7 @@ mod tests {
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ringlog.toml");
-        std::fs::write(&path, "cores = 3\nnum_partitions = 6\nlisten = \"127.0.0.1:19092\"\n[log]\nsegment_bytes = 1048576\nflush = \"on-demand\"\npreallocation = \"fallocate\"\n").unwrap();
+        std::fs::write(&path, "cores = 3\nnum_partitions = 6\nlisten = \"127.0.0.1:19092\"\n[log]\nsegment_bytes = 1048576\nflush = \"on-demand\"\npreallocation = \"zero-fill\"\n").unwrap();
         let config = broker_config(parse(&[
             "--config",
             path.to_str().unwrap(),
@@ -537,7 +537,8 @@ mod tests {
         assert_eq!(config.log_defaults.flush_policy, FlushPolicy::OnDemand);
         assert_eq!(
             config.log_defaults.preallocation,
-            engine::storage::Preallocation::Fallocate
+            engine::storage::Preallocation::ZeroFill,
+            "the file's, not the default"
         );
         assert_eq!(
             config.max_request_bytes,
