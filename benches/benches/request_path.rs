@@ -119,10 +119,67 @@ fn bench_fetch_response_encode(c: &mut Criterion) {
     group.finish();
 }
 
+/// Encoding a Produce request as the load generator sends one at its maximum rate: 8
+/// partitions of a 64 KiB batch each, version 9 (flexible). Reported per byte of records:
+/// into one frame (every batch copied in) against the frame as chunks, the batches sent
+/// from their own buffers (`encode_request_chunks`, what `loadgen` writes).
+fn bench_produce_request_encode(c: &mut Criterion) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    const PARTITIONS: usize = 8;
+    const BATCH_BYTES: usize = 64 << 10;
+    let batches: Vec<bytes::Bytes> = (0..PARTITIONS)
+        .map(|partition| bytes::Bytes::from(vec![partition as u8; BATCH_BYTES]))
+        .collect();
+    let request = |records: &dyn Fn(&bytes::Bytes) -> bytes::Bytes| {
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("bench")))
+                .with_partition_data(
+                    batches
+                        .iter()
+                        .enumerate()
+                        .map(|(partition, batch)| {
+                            PartitionProduceData::default()
+                                .with_index(partition as i32)
+                                .with_records(Some(records(batch)))
+                        })
+                        .collect(),
+                )])
+    };
+    let whole = request(&|batch| batch.clone());
+    let standing_in = request(&|batch| {
+        protocol::response::records_placeholder(batch.len()).expect("a placeholder")
+    });
+    let mut group = c.benchmark_group("produce_request");
+    group.throughput(Throughput::Bytes((PARTITIONS * BATCH_BYTES) as u64));
+    group.sample_size(30);
+    group.bench_function("encode_8x64KiB_v9_one_frame", |b| {
+        b.iter(|| {
+            protocol::client::encode_request(&whole, 9, 7, "bench")
+                .expect("encode")
+                .len()
+        })
+    });
+    group.bench_function("encode_8x64KiB_v9_chunks", |b| {
+        b.iter(|| {
+            let lists = batches.iter().map(|batch| vec![batch.clone()]).collect();
+            protocol::client::encode_request_chunks(&standing_in, 9, 7, "bench", lists)
+                .expect("encode")
+                .len()
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_produce_request,
     bench_cross_shard_hop,
-    bench_fetch_response_encode
+    bench_fetch_response_encode,
+    bench_produce_request_encode
 );
 criterion_main!(benches);

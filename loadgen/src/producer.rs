@@ -11,6 +11,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use protocol::record_batch::{validate_batch, Compression, MAX_BATCH_BYTES};
+use protocol::response::records_placeholder;
 
 use crate::payload::{BatchLayout, RecordStamp};
 use crate::stats::{now_us, Stats};
@@ -415,11 +416,22 @@ impl Producer {
             .sum();
         let mut data = Vec::with_capacity(by_partition.len());
         let mut batches: Vec<(i32, Vec<Vec<i64>>)> = Vec::with_capacity(by_partition.len());
+        // Each batch goes to the socket from the buffer it was built in: the request holds
+        // a placeholder of its length.
+        let mut records_in_order = Vec::with_capacity(by_partition.len());
         for (partition, bytes, intended) in by_partition {
+            let bytes = Bytes::from(bytes);
+            let field = match records_placeholder(bytes.len()) {
+                Some(placeholder) => {
+                    records_in_order.push(vec![bytes]);
+                    placeholder
+                }
+                None => bytes,
+            };
             data.push(
                 PartitionProduceData::default()
                     .with_index(partition)
-                    .with_records(Some(Bytes::from(bytes))),
+                    .with_records(Some(field)),
             );
             batches.push((partition, intended));
         }
@@ -434,7 +446,12 @@ impl Producer {
         let expect_response = self.workload.acks != 0;
         let written_before = pipeline.bytes_written();
         let answer = pipeline
-            .send(&request, self.produce_version, expect_response)
+            .send_with_records(
+                &request,
+                self.produce_version,
+                expect_response,
+                Some(records_in_order),
+            )
             .await
             .map_err(|error| error.to_string())?;
         let sent_us = now_us();

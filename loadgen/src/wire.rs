@@ -8,7 +8,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ResponseHeader;
 use kafka_protocol::protocol::{Decodable, Request};
-use protocol::client::{encode_request, response_header_version, MAX_RESPONSE_BYTES};
+use protocol::client::{
+    encode_request, encode_request_chunks, response_header_version, MAX_RESPONSE_BYTES,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -98,6 +100,21 @@ impl Pipeline {
         version: i16,
         expect_response: bool,
     ) -> Result<Option<ResponseFuture>, WireError> {
+        self.send_with_records(request, version, expect_response, None)
+            .await
+    }
+
+    /// As `send`, for a request whose records fields hold placeholders
+    /// (`protocol::response::records_placeholder`): `records` are the batches that stand in
+    /// for them, in order, written to the socket from their own buffers (vectored) instead
+    /// of being copied into the frame.
+    pub async fn send_with_records<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        expect_response: bool,
+        records: Option<Vec<Vec<Bytes>>>,
+    ) -> Result<Option<ResponseFuture>, WireError> {
         let permit = self
             .permits
             .clone()
@@ -109,13 +126,17 @@ impl Pipeline {
         let mut writer = self.writer.lock().await;
         writer.1 = writer.1.wrapping_add(1);
         let correlation_id = writer.1;
-        let frame =
-            encode_request(request, version, correlation_id, &self.client_id).map_err(|error| {
-                WireError::Malformed {
-                    address: self.address.clone(),
-                    reason: error.to_string(),
-                }
-            })?;
+        let chunks = match records {
+            None => encode_request(request, version, correlation_id, &self.client_id)
+                .map(|frame| vec![frame.freeze()]),
+            Some(records) => {
+                encode_request_chunks(request, version, correlation_id, &self.client_id, records)
+            }
+        }
+        .map_err(|error| WireError::Malformed {
+            address: self.address.clone(),
+            reason: error.to_string(),
+        })?;
         let receiver = {
             let mut queue = self.pending.lock().expect("pending lock");
             if let Some(failed) = &queue.failed {
@@ -135,16 +156,14 @@ impl Pipeline {
                 None
             }
         };
-        writer
-            .0
-            .write_all(&frame)
+        let written = write_chunks(&mut writer.0, &chunks)
             .await
             .map_err(|source| WireError::Io {
                 address: self.address.clone(),
                 source,
             })?;
         self.written
-            .fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(written as u64, std::sync::atomic::Ordering::Relaxed);
         drop(writer);
         Ok(receiver.map(|receiver| ResponseFuture {
             receiver,
@@ -152,6 +171,40 @@ impl Pipeline {
             header_version: response_header_version::<R>(version),
             address: self.address.clone(),
         }))
+    }
+}
+
+/// Writes every chunk, in order, with as few vectored writes as the socket takes; returns
+/// the bytes written.
+async fn write_chunks(writer: &mut OwnedWriteHalf, chunks: &[Bytes]) -> std::io::Result<usize> {
+    /// Most slices handed to one write (Linux takes up to 1,024).
+    const SLICES_MAX: usize = 64;
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    let mut at = 0; // index of the first chunk not wholly written
+    let mut offset = 0; // bytes of chunks[at] already written
+    loop {
+        while at < chunks.len() && offset == chunks[at].len() {
+            at += 1;
+            offset = 0;
+        }
+        if at == chunks.len() {
+            return Ok(total);
+        }
+        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&chunks[at][offset..])
+            .chain(chunks[at + 1..].iter().map(|chunk| &chunk[..]))
+            .take(SLICES_MAX)
+            .map(std::io::IoSlice::new)
+            .collect();
+        let mut wrote = writer.write_vectored(&slices).await?;
+        if wrote == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while at < chunks.len() && wrote >= chunks[at].len() - offset {
+            wrote -= chunks[at].len() - offset;
+            at += 1;
+            offset = 0;
+        }
+        offset += wrote;
     }
 }
 
@@ -263,5 +316,41 @@ async fn read_responses(
         if let Some(answer) = waiting.answer.take() {
             let _ = answer.send(Err(failure.clone()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More bytes than a socket takes at once, in chunks of every size (empty ones too):
+    /// the writes that come back short resume where they stopped, and the reader gets
+    /// every byte in order.
+    #[tokio::test]
+    async fn chunks_arrive_whole_and_in_order_through_short_writes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        // Chunks of 3 MiB take several short writes each.
+        let chunks: Vec<Bytes> = (0..100usize)
+            .map(|i| {
+                let len = [0, 1, 4095, 65_536, 3 << 20][i % 5];
+                Bytes::from((0..len).map(|b| (b * 31 + i) as u8).collect::<Vec<u8>>())
+            })
+            .collect();
+        let expected: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let reader = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut received = Vec::new();
+            socket.read_to_end(&mut received).await.unwrap();
+            received
+        });
+        let (_, mut writer) = TcpStream::connect(address).await.unwrap().into_split();
+        let written = write_chunks(&mut writer, &chunks).await.unwrap();
+        writer.shutdown().await.unwrap();
+        drop(writer);
+        assert_eq!(written, expected.len());
+        let received = reader.await.unwrap();
+        assert_eq!(received.len(), expected.len());
+        assert!(received == expected, "the bytes arrived out of order");
     }
 }

@@ -193,6 +193,26 @@ impl Client {
     }
 }
 
+fn request_header<R: Request>(version: i16, correlation_id: i32, client_id: &str) -> RequestHeader {
+    RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
+}
+
+/// Bytes of `request` at `version` behind `header`, size prefix not included.
+fn request_size<R: Request>(
+    header: &RequestHeader,
+    request: &R,
+    version: i16,
+) -> Result<usize, ClientError> {
+    header
+        .compute_size(R::header_version(version))
+        .and_then(|header| Ok(header + request.compute_size(version)?))
+        .map_err(|error| ClientError::Malformed(error.to_string()))
+}
+
 /// A request frame, size prefix included.
 pub fn encode_request<R: Request>(
     request: &R,
@@ -200,13 +220,13 @@ pub fn encode_request<R: Request>(
     correlation_id: i32,
     client_id: &str,
 ) -> Result<BytesMut, ClientError> {
-    let mut out = BytesMut::with_capacity(256);
+    let header = request_header::<R>(version, correlation_id, client_id);
+    // Sized once: a produce request's records are copied in a single pass, not again at
+    // each doubling of the buffer.
+    let size = request_size(&header, request, version)?;
+    let mut out = BytesMut::with_capacity(SIZE_BYTES + size);
     out.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
+    header
         .encode(&mut out, R::header_version(version))
         .map_err(|error| ClientError::Malformed(error.to_string()))?;
     request
@@ -215,6 +235,31 @@ pub fn encode_request<R: Request>(
     let size = (out.len() - SIZE_BYTES) as i32;
     out[..SIZE_BYTES].copy_from_slice(&size.to_be_bytes());
     Ok(out)
+}
+
+/// A request frame as the chunks to write, in order, for a request whose records fields
+/// hold placeholders ([`crate::response::records_placeholder`]): for each placeholder, in
+/// the order the request holds them, the chunks of `records` stand in its place, shared
+/// rather than copied into the frame. Each list's bytes must add up to its placeholder's
+/// length. A produce request's batches go to the socket from the buffers they were built
+/// in.
+pub fn encode_request_chunks<R: Request>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    records: Vec<Vec<Bytes>>,
+) -> Result<Vec<Bytes>, ClientError> {
+    let header = request_header::<R>(version, correlation_id, client_id);
+    let size = request_size(&header, request, version)?;
+    let size = i32::try_from(size)
+        .map_err(|_| ClientError::Malformed(format!("a request of {size} bytes")))?;
+    crate::response::encode_chunked(records, |out| {
+        out.put_i32(size);
+        header.encode(out, R::header_version(version))?;
+        request.encode(out, version)
+    })
+    .map_err(ClientError::Malformed)
 }
 
 /// The response header version of request `R` at `version` (ApiVersions answers in v0
@@ -242,4 +287,69 @@ fn decode_response<R: Request>(
     }
     R::Response::decode(&mut body, version)
         .map_err(|error| ClientError::Malformed(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::response::{records_placeholder, test_batch as batch};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+
+    /// Two topics: partitions with a batch each, one of them large.
+    fn batches() -> Vec<Vec<Bytes>> {
+        vec![vec![batch(3, 100), batch(2, 70_000)], vec![batch(40, 20)]]
+    }
+
+    fn request(records: impl Fn(&Bytes) -> Bytes) -> ProduceRequest {
+        let topics = batches()
+            .iter()
+            .enumerate()
+            .map(|(t, partitions)| {
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(format!("topic-{t}"))))
+                    .with_partition_data(
+                        partitions
+                            .iter()
+                            .enumerate()
+                            .map(|(p, batch)| {
+                                PartitionProduceData::default()
+                                    .with_index(p as i32)
+                                    .with_records(Some(records(batch)))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(topics)
+    }
+
+    #[test]
+    fn a_produce_frame_in_chunks_is_the_frame_in_one_buffer() {
+        let whole = request(Bytes::clone);
+        let standing_in = request(|batch| records_placeholder(batch.len()).unwrap());
+        let lists: Vec<Vec<Bytes>> = batches().into_iter().flatten().map(|b| vec![b]).collect();
+        for version in 3..=11 {
+            let expected = encode_request(&whole, version, 9, "test").unwrap();
+            let chunks =
+                encode_request_chunks(&standing_in, version, 9, "test", lists.clone()).unwrap();
+            let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+            assert_eq!(joined, expected[..], "v{version}");
+            for batch in lists.iter().flatten() {
+                assert!(
+                    chunks.iter().any(|chunk| chunk.as_ptr() == batch.as_ptr()),
+                    "v{version}: a batch was copied into the frame"
+                );
+            }
+        }
+        let mut short = lists.clone();
+        short.pop();
+        assert!(matches!(
+            encode_request_chunks(&standing_in, 9, 9, "test", short),
+            Err(ClientError::Malformed(_))
+        ));
+    }
 }

@@ -117,19 +117,28 @@ pub fn encode_fetch_response(
         .and_then(|header| Ok(header + body.compute_size(api_version)?))
         .map_err(|error| fail(error.to_string()))?;
     let size = i32::try_from(size).map_err(|_| fail(format!("{size} bytes is too large")))?;
+    encode_chunked(records, |out| {
+        out.put_i32(size);
+        header.encode(out, header_version)?;
+        body.encode(out, api_version)
+    })
+    .map_err(fail)
+}
+
+/// Runs `encode` (which writes a whole frame) into a buffer that hands each placeholder's
+/// records over as chunks, and returns the frame's chunks in order.
+pub(crate) fn encode_chunked<E: std::fmt::Display>(
+    records: Vec<Vec<Bytes>>,
+    encode: impl FnOnce(&mut ChunkedBuf) -> Result<(), E>,
+) -> Result<Vec<Bytes>, String> {
     let mut out = ChunkedBuf::new(records);
-    out.put_i32(size);
-    header
-        .encode(&mut out, header_version)
-        .map_err(|error| fail(error.to_string()))?;
-    body.encode(&mut out, api_version)
-        .map_err(|error| fail(error.to_string()))?;
-    out.finish().map_err(fail)
+    encode(&mut out).map_err(|error| error.to_string())?;
+    out.finish()
 }
 
 /// An encoding buffer that hands placeholders' records over as chunks and copies
 /// everything else into its current chunk.
-struct ChunkedBuf {
+pub(crate) struct ChunkedBuf {
     chunks: Vec<Bytes>,
     /// Bytes in `chunks`.
     flushed: usize,
@@ -250,21 +259,24 @@ impl ByteBufMut for ChunkedBuf {
     }
 }
 
+/// A batch of `values` records of `value_bytes` each, for tests here and in `client`.
+#[cfg(test)]
+pub(crate) fn test_batch(values: usize, value_bytes: usize) -> Bytes {
+    let mut builder = crate::record_batch::RecordBatchBuilder::new(1_700_000_000_000);
+    for i in 0..values {
+        builder.push(None, Some(&vec![i as u8; value_bytes]), 1_700_000_000_000);
+    }
+    builder.finish().into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record_batch::RecordBatchBuilder;
     use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
     use kafka_protocol::messages::TopicName;
     use kafka_protocol::protocol::StrBytes;
 
-    fn batch(values: usize, value_bytes: usize) -> Bytes {
-        let mut builder = RecordBatchBuilder::new(1_700_000_000_000);
-        for i in 0..values {
-            builder.push(None, Some(&vec![i as u8; value_bytes]), 1_700_000_000_000);
-        }
-        builder.finish().into()
-    }
+    use test_batch as batch;
 
     /// Two topics; partitions with two chunks, none, one, and three.
     fn record_lists() -> Vec<Vec<Vec<Bytes>>> {
