@@ -2,6 +2,10 @@
 //!
 //! The header version follows the API and version, except for `ApiVersions`, whose
 //! response header is always v0 (clients must read it before they know what we support).
+//!
+//! A frame with records (a Fetch response here, a Produce request in `client`) can be
+//! encoded as chunks, the records standing in as placeholders and sent from the buffers
+//! that hold them (`encode_chunked`).
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -147,7 +151,8 @@ pub(crate) struct ChunkedBuf {
     /// The first thing that went wrong; the frame is refused at the end.
     error: Option<String>,
     /// Where a write into already flushed bytes goes (then refused): never in a Fetch
-    /// response, whose encoder writes forward only.
+    /// response or a Produce request, whose encoders write forward only (the tests compare
+    /// every version's chunks with the frame in one buffer).
     scratch: Vec<u8>,
 }
 
