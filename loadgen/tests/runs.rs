@@ -154,7 +154,19 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
             .output()
             .expect("loadgen runs")
     };
-    let passed = run(&["--name", "ok", "--p99-target-ms", "10000", "--disk-probe"]);
+    // A stall of the shared host's disk longer than that (200 ms were seen) leaves a run
+    // short of its offered rate, "FAIL: offered ...": such a run is tried again, up to
+    // three times in all. Any other outcome is judged at once.
+    let mut attempts = 0;
+    let passed = loop {
+        attempts += 1;
+        let passed = run(&["--name", "ok", "--p99-target-ms", "10000", "--disk-probe"]);
+        let short = passed.status.code() == Some(1)
+            && String::from_utf8_lossy(&passed.stdout).contains("FAIL: offered");
+        if !short || attempts == 3 {
+            break passed;
+        }
+    };
     let stdout = String::from_utf8_lossy(&passed.stdout);
     assert!(
         passed.status.success(),
