@@ -361,7 +361,7 @@ pub async fn run(
         let second = Second {
             t: (now - start_us) as f64 / 1e6,
             fdatasyncs: storage_second.map(|s| s.fsyncs),
-            fdatasync_mean_us: storage_second.map(|s| s.fsync_us as f64 / s.fsyncs.max(1) as f64),
+            fdatasync_mean_us: storage_second.map(|s| s.fsync_mean_us()),
             fdatasyncs_over_2500us: storage_second.map(|s| s.fsyncs_over_2500us),
             fdatasyncs_over_10ms: storage_second.map(|s| s.fsyncs_over_10ms),
             writes_over_10ms: storage_second.map(|s| s.writes_over_10ms),

@@ -4,8 +4,9 @@
 //! as one `FlushJob`, writes it, fdatasyncs when the flush policy or a waiter wants it, and
 //! then answers the appends the job covered. When an acks=all waiter is in the round and a
 //! segment has nothing unsynced from before, its write goes through the segment's O_DSYNC
-//! handle instead: the write and its fdatasync as one operation. Appends that arrive during a round wait in the
-//! write buffer and ride the next round: group commit, one write in flight per partition.
+//! handle instead: the write and its fdatasync as one operation. Appends that arrive
+//! during a round wait in the write buffer and ride the next round: group commit, one
+//! write in flight per partition.
 //!
 //! Between rounds it writes due index entries (only for fsynced log bytes), seals rolled
 //! segments once all their data is durable (trim the preallocated tail, write the rest of

@@ -94,6 +94,16 @@ pub struct StorageTotals {
 }
 
 impl StorageTotals {
+    /// Mean fdatasync time in microseconds (0 without fdatasyncs).
+    pub fn fsync_mean_us(&self) -> f64 {
+        self.fsync_us as f64 / self.fsyncs.max(1) as f64
+    }
+
+    /// Mean O_DSYNC write time in microseconds (0 without such writes).
+    pub fn synced_write_mean_us(&self) -> f64 {
+        self.synced_write_us as f64 / self.synced_writes.max(1) as f64
+    }
+
     /// What the counters added since `earlier` (counts never go back; a later reading
     /// minus an earlier one, field by field).
     pub fn since(&self, earlier: &StorageTotals) -> StorageTotals {
