@@ -24,6 +24,10 @@ pub struct Consumer {
     fetch_version: i16,
     /// (partition, next offset).
     positions: Vec<(i32, i64)>,
+    /// The stamps and latencies of one partition's records in a fetch, kept between
+    /// fetches so that reading them allocates nothing once they have grown.
+    stamps: Vec<RecordStamp>,
+    latencies: Vec<i64>,
 }
 
 impl Consumer {
@@ -48,6 +52,8 @@ impl Consumer {
             stats,
             fetch_version,
             positions,
+            stamps: Vec::new(),
+            latencies: Vec::new(),
         })
     }
 
@@ -129,7 +135,7 @@ impl Consumer {
     /// Reads every whole batch at or after the partition's position; returns the next
     /// offset to fetch.
     fn take_batches(
-        &self,
+        &mut self,
         partition: i32,
         bytes: &[u8],
         received_us: i64,
@@ -142,8 +148,10 @@ impl Consumer {
             .unwrap_or(0);
         let mut at = 0;
         let mut next = None;
-        let mut latencies = Vec::new();
-        let mut stamps = Vec::new();
+        let mut latencies = std::mem::take(&mut self.latencies);
+        let mut stamps = std::mem::take(&mut self.stamps);
+        latencies.clear();
+        stamps.clear();
         while at < bytes.len() {
             let Ok(header) = BatchHeader::parse(&bytes[at..]) else {
                 break;
@@ -219,8 +227,10 @@ impl Consumer {
                     .fetch_add(stamps.len() as u64, Ordering::Relaxed);
             }
             let mut latency = self.stats.end_to_end.lock().expect("latency lock");
-            latency.record_all(latencies);
+            latency.record_all(latencies.iter().copied());
         }
+        self.latencies = latencies;
+        self.stamps = stamps;
         Ok(next)
     }
 }

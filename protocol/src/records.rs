@@ -107,7 +107,64 @@ pub struct Record<'a> {
     pub timestamp: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
-    pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+    pub headers: RecordHeaders<'a>,
+}
+
+/// A record's headers, checked when the record was read and decoded again as they are
+/// iterated: most records have none, and building a list for each would cost the reader an
+/// allocation call per record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeaders<'a> {
+    bytes: &'a [u8],
+    count: usize,
+}
+
+impl<'a> RecordHeaders<'a> {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Each header's key and value (`None` for a null value).
+    pub fn iter(&self) -> RecordHeadersIter<'a> {
+        RecordHeadersIter {
+            cursor: Cursor { bytes: self.bytes },
+            left: self.count,
+        }
+    }
+}
+
+impl<'a> IntoIterator for RecordHeaders<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+    type IntoIter = RecordHeadersIter<'a>;
+
+    fn into_iter(self) -> RecordHeadersIter<'a> {
+        self.iter()
+    }
+}
+
+pub struct RecordHeadersIter<'a> {
+    cursor: Cursor<'a>,
+    left: usize,
+}
+
+impl<'a> Iterator for RecordHeadersIter<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // The record's reader checked these bytes; a failure here would be a bug, and ends
+        // the headers rather than panicking.
+        let key = self.cursor.nullable_bytes()??;
+        let value = self.cursor.nullable_bytes()?;
+        Some((key, value))
+    }
 }
 
 /// Iterates the records of one uncompressed batch.
@@ -139,6 +196,7 @@ impl<'a> Records<'a> {
         &self.header
     }
 
+    #[inline]
     fn next_record(&mut self) -> Option<Record<'a>> {
         let (length, used) = varint::get_varlong(self.rest)?;
         let length = usize::try_from(length).ok()?;
@@ -155,12 +213,18 @@ impl<'a> Records<'a> {
         if header_count > cursor.bytes.len() / 2 {
             return None;
         }
-        let mut headers = Vec::with_capacity(header_count);
+        let header_bytes = cursor.bytes;
         for _ in 0..header_count {
-            let header_key = cursor.nullable_bytes()??;
-            let header_value = cursor.nullable_bytes()?;
-            headers.push((header_key, header_value));
+            // A header's key may not be null; its value may.
+            if !cursor.skip_nullable_bytes()? {
+                return None;
+            }
+            cursor.skip_nullable_bytes()?;
         }
+        let headers = RecordHeaders {
+            bytes: &header_bytes[..header_bytes.len() - cursor.bytes.len()],
+            count: header_count,
+        };
         let timestamp = if self.header.is_log_append_time() {
             self.header.max_timestamp
         } else {
@@ -179,6 +243,7 @@ impl<'a> Records<'a> {
 impl<'a> Iterator for Records<'a> {
     type Item = Result<Record<'a>, RecordsError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed || self.index >= self.header.record_count {
             return None;
@@ -200,12 +265,14 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let taken = self.bytes.get(..n)?;
         self.bytes = &self.bytes[n..];
         Some(taken)
     }
 
+    #[inline]
     fn varlong(&mut self) -> Option<i64> {
         let (value, used) = varint::get_varlong(self.bytes)?;
         self.bytes = &self.bytes[used..];
@@ -213,6 +280,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Skips a nullable byte string: `Some(false)` for a null, `None` when malformed.
+    #[inline]
     fn skip_nullable_bytes(&mut self) -> Option<bool> {
         match self.varlong()? {
             -1 => Some(false),
@@ -224,6 +292,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `Some(None)` for a null (-1 length), `None` when malformed.
+    #[inline]
     fn nullable_bytes(&mut self) -> Option<Option<&'a [u8]>> {
         match self.varlong()? {
             -1 => Some(None),
@@ -354,8 +423,29 @@ mod tests {
         assert_eq!(records[1].timestamp, 5_007);
         assert_eq!((records[1].key, records[1].value), (None, None));
         assert_eq!(
-            records[2].headers,
+            records[2].headers.iter().collect::<Vec<_>>(),
             vec![(&b"h"[..], Some(&b"v"[..])), (&b"n"[..], None)]
+        );
+        assert_eq!(records[2].headers.len(), 2);
+        assert!(records[0].headers.is_empty());
+        assert_eq!(records[0].headers.iter().next(), None);
+    }
+
+    #[test]
+    fn a_header_with_a_null_key_is_an_error() {
+        // The second record has one header whose key and value are null (-1).
+        let mut record = body(1, b"");
+        record.pop(); // its header count, 0
+        for field in [1, -1, -1] {
+            varint::put_varlong(&mut record, field);
+        }
+        let batch = batch_of(&[body(0, b""), record], b"");
+        let results: Vec<_> = Records::new(&batch).unwrap().collect();
+        assert!(results[0].is_ok());
+        assert_eq!(results[1], Err(RecordsError::Malformed { index: 1 }));
+        assert_eq!(
+            validate_records(&batch),
+            Err(RecordsError::Malformed { index: 1 })
         );
     }
 

@@ -38,6 +38,7 @@ pub fn get_varlong(input: &[u8]) -> Option<(i64, usize)> {
     }
 }
 
+#[inline]
 fn unzigzag(value: u64) -> i64 {
     ((value >> 1) as i64) ^ -((value & 1) as i64)
 }
