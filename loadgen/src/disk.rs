@@ -6,9 +6,12 @@
 //!
 //! `loadgen disk-probe` runs it alone, optionally with several files syncing side by side
 //! (as a broker's partitions do) and beside threads that keep the cores busy, and counts
-//! the slow fdatasyncs by the broker's own bound.
+//! the slow fdatasyncs by the broker's own bound. With `--fallocated` its writes go into
+//! fallocated blocks never written before, as a new broker's appends do (on ext4 each such
+//! write converts an unwritten extent, metadata its fdatasync must also make durable).
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +23,20 @@ use serde::Serialize;
 
 /// Size of the probe's file: written once with zeros before the timed writes.
 const PROBE_FILE_BYTES: usize = 512 * 1024 * 1024;
+/// Size of the probe's files when they are fallocated: each block is written once, so the
+/// probe stops at their end (a few seconds at the speeds of this kind of disk).
+const FALLOCATED_FILE_BYTES: usize = 4 * 1024 * 1024 * 1024;
+
+/// The state of the blocks the probe writes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Space {
+    /// Written before (zeros), as a recycled segment's are: the run's ceiling.
+    Written,
+    /// Fallocated and never written, as a new segment's are with the broker's default
+    /// preallocation.
+    Fallocated,
+}
 /// How long the timed part of a run's ceiling measurement takes.
 const PROBE_DURATION: Duration = Duration::from_secs(3);
 use engine::storage::stats::SLOW_FSYNC_US as SLOW_FDATASYNC_US;
@@ -41,11 +58,14 @@ pub struct DiskCeiling {
     /// Files written and synced side by side, a thread each (1 in a run's ceiling).
     pub files: usize,
     pub seconds: f64,
+    /// Written before, or fallocated and written for the first time.
+    pub space: Space,
 }
 
-/// Measures the ceiling with writes of `write_bytes` into a temporary file in `dir`.
-pub fn measure(dir: &Path, write_bytes: usize) -> io::Result<DiskCeiling> {
-    measure_with(dir, write_bytes, PROBE_DURATION, 0, 1)
+/// Measures the ceiling with writes of `write_bytes` into a temporary file in `dir`, its
+/// blocks written before (`Space::Written`) or only fallocated.
+pub fn measure(dir: &Path, write_bytes: usize, space: Space) -> io::Result<DiskCeiling> {
+    measure_with(dir, write_bytes, PROBE_DURATION, 0, 1, space)
 }
 
 /// Measures for `duration` with `files` files, each written and synced by a thread of its
@@ -57,9 +77,14 @@ pub fn measure_with(
     duration: Duration,
     busy_threads: usize,
     files: usize,
+    space: Space,
 ) -> io::Result<DiskCeiling> {
     let files = files.max(1);
-    let file_bytes = (PROBE_FILE_BYTES / files).max(16 * BLOCK_BYTES);
+    let total_bytes = match space {
+        Space::Written => PROBE_FILE_BYTES,
+        Space::Fallocated => FALLOCATED_FILE_BYTES,
+    };
+    let file_bytes = (total_bytes / files).max(16 * BLOCK_BYTES);
     let write_bytes = round_up(write_bytes.max(BLOCK_BYTES), BLOCK_BYTES).min(file_bytes);
     let file_bytes = file_bytes / write_bytes * write_bytes;
     let paths: Vec<_> = (0..files)
@@ -68,7 +93,7 @@ pub fn measure_with(
     let measured = (|| {
         let mut opened = Vec::with_capacity(files);
         for path in &paths {
-            opened.push(prepare(path, file_bytes)?);
+            opened.push(prepare(path, file_bytes, space)?);
         }
         let stop = AtomicBool::new(false);
         std::thread::scope(|scope| {
@@ -82,7 +107,9 @@ pub fn measure_with(
             let started = Instant::now();
             let writers: Vec<_> = opened
                 .iter()
-                .map(|file| scope.spawn(move || sync_loop(file, write_bytes, file_bytes, duration)))
+                .map(|file| {
+                    scope.spawn(move || sync_loop(file, write_bytes, file_bytes, duration, space))
+                })
                 .collect();
             let mut syncs = sync_histogram();
             let mut outcome = Ok(());
@@ -107,6 +134,7 @@ pub fn measure_with(
                 busy_threads,
                 files,
                 seconds,
+                space,
             })
         })
     })();
@@ -122,8 +150,8 @@ fn sync_histogram() -> hdrhistogram::Histogram<u64> {
     hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
-/// A probe file of `bytes`, its blocks written with zeros and synced.
-fn prepare(path: &Path, bytes: usize) -> io::Result<std::fs::File> {
+/// A probe file of `bytes`, its blocks written with zeros (or only fallocated) and synced.
+fn prepare(path: &Path, bytes: usize, space: Space) -> io::Result<std::fs::File> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -131,6 +159,15 @@ fn prepare(path: &Path, bytes: usize) -> io::Result<std::fs::File> {
         .truncate(true)
         .custom_flags(libc::O_DIRECT)
         .open(path)?;
+    if space == Space::Fallocated {
+        let length = libc::off_t::try_from(bytes).map_err(|_| io::ErrorKind::InvalidInput)?;
+        // SAFETY: fallocate only reads its integer arguments; the descriptor is open.
+        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, length) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        file.sync_all()?;
+        return Ok(file);
+    }
     let chunk = bytes.min(1024 * 1024);
     let mut zeros = AlignedBuf::with_capacity(chunk);
     zeros.resize_zeroed(chunk);
@@ -142,12 +179,14 @@ fn prepare(path: &Path, bytes: usize) -> io::Result<std::fs::File> {
 }
 
 /// Writes of `write_bytes` going round `file_bytes` of `file`, each followed by fdatasync,
-/// for `duration`; the fdatasync times in microseconds.
+/// for `duration` (into fallocated space: until the file's end, never writing a block
+/// twice); the fdatasync times in microseconds.
 fn sync_loop(
     file: &std::fs::File,
     write_bytes: usize,
     file_bytes: usize,
     duration: Duration,
+    space: Space,
 ) -> io::Result<hdrhistogram::Histogram<u64>> {
     let mut data = AlignedBuf::with_capacity(write_bytes);
     data.resize_zeroed(write_bytes);
@@ -157,6 +196,9 @@ fn sync_loop(
     let mut writes = 0u64;
     while started.elapsed() < duration {
         if position + write_bytes > file_bytes {
+            if space == Space::Fallocated {
+                break;
+            }
             // The blocks were all written before: going round again is the same.
             position = 0;
         }

@@ -88,6 +88,10 @@ enum Command {
         /// Files written and synced side by side, a thread each.
         #[arg(long, default_value_t = 1)]
         files: usize,
+        /// Write into fallocated blocks never written before (as a new broker's appends
+        /// do) instead of written ones; the probe ends early at its 4 GiB of files' end.
+        #[arg(long)]
+        fallocated: bool,
     },
 }
 
@@ -118,9 +122,23 @@ struct Target {
     /// consumers (`ringlog serve --tail-cache-bytes`) [default: the broker's, 256m].
     #[arg(long, value_parser = parse_bytes)]
     broker_tail_cache_bytes: Option<usize>,
+    /// `segment.bytes` of the embedded broker's logs [default: the broker's, 1 GiB].
+    #[arg(long, value_parser = parse_bytes)]
+    broker_segment_bytes: Option<usize>,
+    /// `retention.bytes` of each of the embedded broker's partitions [default: unlimited].
+    /// With a small `--broker-segment-bytes` and `--broker-retention-check-ms`, a run
+    /// reaches the steady state of a broker that has run for a while: segments deleted by
+    /// retention are recycled, so appends go into blocks written before.
+    #[arg(long, value_parser = parse_bytes)]
+    broker_retention_bytes: Option<usize>,
+    /// Milliseconds between the embedded broker's retention checks
+    /// (`log.retention.check.interval.ms`) [default: the broker's, 300000].
+    #[arg(long)]
+    broker_retention_check_ms: Option<u64>,
     /// After the run, measure the disk's durable ceiling in the embedded broker's data
     /// directory (O_DIRECT writes of the broker's mean write size, fdatasync after each,
-    /// about 4 s) and report the broker's share of it.
+    /// about 4 s, into blocks written before) and report the broker's share of it; then the
+    /// same into fallocated blocks never written (as a new segment's), about 3 s more.
     #[arg(long)]
     disk_probe: bool,
 }
@@ -280,14 +298,16 @@ struct Embedded {
 }
 
 impl Embedded {
-    fn start(target: &Target) -> Result<Embedded, String> {
+    fn start(target: &Target) -> Result<Embedded, Failure> {
         let (dir, temp) = match &target.data_dir {
             Some(dir) => (dir.clone(), None),
             None => {
                 let temp = tempfile::Builder::new()
                     .prefix("loadgen-ringlog-")
                     .tempdir()
-                    .map_err(|error| format!("cannot make a temporary data directory: {error}"))?;
+                    .map_err(|error| {
+                        Failure::Run(format!("cannot make a temporary data directory: {error}"))
+                    })?;
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
@@ -309,6 +329,19 @@ impl Embedded {
         if let Some(bytes) = target.broker_tail_cache_bytes {
             config.tail_cache_bytes_per_shard = bytes;
         }
+        if let Some(bytes) = target.broker_segment_bytes {
+            config.log_defaults.segment_bytes = bytes as u64;
+        }
+        if let Some(bytes) = target.broker_retention_bytes {
+            config.log_defaults.retention_bytes = Some(bytes as u64);
+        }
+        if let Some(ms) = target.broker_retention_check_ms {
+            config.retention_check_interval = Duration::from_millis(ms.max(1));
+        }
+        config
+            .log_defaults
+            .validate()
+            .map_err(|error| Failure::Settings(format!("embedded broker: {error}")))?;
         if let Err(reason) = engine::io::probe(config.io_backend) {
             eprintln!("{reason}; using the portable backend");
             config.io_backend = engine::io::Backend::Portable;
@@ -328,10 +361,25 @@ impl Embedded {
                 "tail_cache_bytes_per_shard".to_string(),
                 config.tail_cache_bytes_per_shard.to_string(),
             ),
+            (
+                "segment_bytes".to_string(),
+                config.log_defaults.segment_bytes.to_string(),
+            ),
+            (
+                "retention_bytes".to_string(),
+                config
+                    .log_defaults
+                    .retention_bytes
+                    .map_or("unlimited".to_string(), |bytes| bytes.to_string()),
+            ),
+            (
+                "retention_check_ms".to_string(),
+                config.retention_check_interval.as_millis().to_string(),
+            ),
             ("data_dir".to_string(), dir.display().to_string()),
         ];
         let broker = engine::server::Broker::start(config)
-            .map_err(|error| format!("cannot start the embedded broker: {error}"))?;
+            .map_err(|error| Failure::Run(format!("cannot start the embedded broker: {error}")))?;
         Ok(Embedded {
             broker: Some(broker),
             dir: dir.clone(),
@@ -387,7 +435,7 @@ fn run_one(
 ) -> Result<RunResult, Failure> {
     let embedded = match &target.bootstrap {
         Some(_) => None,
-        None => Some(Embedded::start(target).map_err(Failure::Run)?),
+        None => Some(Embedded::start(target)?),
     };
     let address = match (&target.bootstrap, &embedded) {
         (Some(address), _) => address.clone(),
@@ -408,9 +456,13 @@ fn run_one(
     if let (true, Some(embedded), Some(storage)) =
         (target.disk_probe, &embedded, result.storage.as_mut())
     {
-        let ceiling = loadgen::disk::measure(&embedded.dir, storage.write_bytes_mean as usize)
-            .map_err(|error| format!("disk probe in {}: {error}", embedded.dir.display()))?;
-        storage.set_ceiling(ceiling);
+        let probe = |space| {
+            loadgen::disk::measure(&embedded.dir, storage.write_bytes_mean as usize, space)
+                .map_err(|error| format!("disk probe in {}: {error}", embedded.dir.display()))
+        };
+        let ceiling = probe(loadgen::disk::Space::Written)?;
+        let fallocated = probe(loadgen::disk::Space::Fallocated)?;
+        storage.set_ceiling(ceiling, fallocated);
     }
     result.broker = BrokerInfo {
         name: name.to_string(),
@@ -466,6 +518,9 @@ fn main() {
                 no_fsync: false,
                 broker_preallocation: None,
                 broker_tail_cache_bytes: None,
+                broker_segment_bytes: None,
+                broker_retention_bytes: None,
+                broker_retention_check_ms: None,
                 disk_probe: false,
             };
             let output = Output {
@@ -519,7 +574,14 @@ fn main() {
             duration,
             busy_threads,
             files,
-        }) => disk_probe(&dir, write_bytes, duration, busy_threads, files),
+            fallocated,
+        }) => {
+            let space = match fallocated {
+                true => loadgen::disk::Space::Fallocated,
+                false => loadgen::disk::Space::Written,
+            };
+            disk_probe(&dir, write_bytes, duration, busy_threads, files, space)
+        }
     };
     match outcome {
         Ok(true) => {}
@@ -541,6 +603,7 @@ fn disk_probe(
     duration: Duration,
     busy_threads: usize,
     files: usize,
+    space: loadgen::disk::Space,
 ) -> Result<bool, Failure> {
     if duration.is_zero() {
         return Err(Failure::Settings("--duration must be above zero".into()));
@@ -548,15 +611,19 @@ fn disk_probe(
     if !(1..=64).contains(&files) {
         return Err(Failure::Settings("--files must be 1 to 64".into()));
     }
-    let probe = loadgen::disk::measure_with(dir, write_bytes, duration, busy_threads, files)
+    let probe = loadgen::disk::measure_with(dir, write_bytes, duration, busy_threads, files, space)
         .map_err(|error| Failure::Run(format!("disk probe in {}: {error}", dir.display())))?;
     println!(
-        "disk probe in {}: {} writes of {} KiB + fdatasync in {:.1} s to {} files side by side \
-         with {} busy threads: {:.0} MB/s durable, fdatasync p50 {} us, p99 {} us, max {} us, \
-         {} over 2.5 ms ({:.1}/s)",
+        "disk probe in {}: {} writes of {} KiB + fdatasync into {} blocks in {:.1} s to {} files \
+         side by side with {} busy threads: {:.0} MB/s durable, fdatasync p50 {} us, p99 {} us, \
+         max {} us, {} over 2.5 ms ({:.1}/s)",
         dir.display(),
         probe.writes,
         probe.write_bytes / 1024,
+        match probe.space {
+            loadgen::disk::Space::Written => "written",
+            loadgen::disk::Space::Fallocated => "fallocated",
+        },
         probe.seconds,
         probe.files,
         probe.busy_threads,
@@ -621,6 +688,9 @@ fn compare(
             no_fsync: false,
             broker_preallocation: None,
             broker_tail_cache_bytes: None,
+            broker_segment_bytes: None,
+            broker_retention_bytes: None,
+            broker_retention_check_ms: None,
             disk_probe: false,
         };
         parsed.push((name, target));
@@ -647,7 +717,8 @@ fn compare(
     if let Some(dir) = disk_probe_dir {
         let _frozen = Frozen::stop(pids_except(None))?;
         for write_bytes in [4096, 256 * 1024] {
-            let ceiling = loadgen::disk::measure(dir, write_bytes).map_err(|error| {
+            let ceiling = loadgen::disk::measure(dir, write_bytes, loadgen::disk::Space::Written)
+                .map_err(|error| {
                 Failure::Run(format!("disk probe in {}: {error}", dir.display()))
             })?;
             disk.push(ceiling);

@@ -207,10 +207,18 @@ pub struct BrokerStorage {
     /// per second, and their MB/s.
     pub disk_reads_per_s: f64,
     pub disk_read_mb_per_s: f64,
+    /// Segments the broker's logs rolled to in the window, and of those, the ones whose
+    /// file was a segment recycled by retention (appends into blocks written before).
+    pub segments_rolled: u64,
+    pub segments_recycled: u64,
     /// `--disk-probe`: the disk's own durable ceiling at the broker's mean write size.
     pub disk_ceiling: Option<crate::disk::DiskCeiling>,
     /// `write_mb_per_s` over the ceiling's MB/s.
     pub share_of_ceiling: Option<f64>,
+    /// `--disk-probe`: the same into fallocated blocks never written before, as a new
+    /// segment's are, and `write_mb_per_s` over it.
+    pub disk_ceiling_fallocated: Option<crate::disk::DiskCeiling>,
+    pub share_of_fallocated_ceiling: Option<f64>,
 }
 
 impl BrokerStorage {
@@ -236,15 +244,28 @@ impl BrokerStorage {
             cache_reads_per_s: per_s(d.cache_reads),
             disk_reads_per_s: per_s(d.disk_reads),
             disk_read_mb_per_s: per_s(d.disk_read_bytes) / 1e6,
+            segments_rolled: d.segments_rolled,
+            segments_recycled: d.segments_recycled,
             disk_ceiling: None,
             share_of_ceiling: None,
+            disk_ceiling_fallocated: None,
+            share_of_fallocated_ceiling: None,
         }
     }
 
-    pub fn set_ceiling(&mut self, ceiling: crate::disk::DiskCeiling) {
-        self.share_of_ceiling =
-            (ceiling.mb_per_s > 0.0).then(|| self.write_mb_per_s / ceiling.mb_per_s);
+    /// The ceilings into written and into fallocated blocks.
+    pub fn set_ceiling(
+        &mut self,
+        ceiling: crate::disk::DiskCeiling,
+        fallocated: crate::disk::DiskCeiling,
+    ) {
+        let share = |ceiling: &crate::disk::DiskCeiling| {
+            (ceiling.mb_per_s > 0.0).then(|| self.write_mb_per_s / ceiling.mb_per_s)
+        };
+        self.share_of_ceiling = share(&ceiling);
+        self.share_of_fallocated_ceiling = share(&fallocated);
         self.disk_ceiling = Some(ceiling);
+        self.disk_ceiling_fallocated = Some(fallocated);
     }
 }
 
@@ -523,12 +544,28 @@ impl RunResult {
                 "reads      {:.0} reads/s from the tail cache, {:.0} reads/s from disk ({:.1} MB/s)\n",
                 storage.cache_reads_per_s, storage.disk_reads_per_s, storage.disk_read_mb_per_s
             ));
+            out.push_str(&format!(
+                "segments   {} rolled to in the window, {} of them recycled files (blocks written before)\n",
+                storage.segments_rolled, storage.segments_recycled
+            ));
             if let (Some(ceiling), Some(share)) = (&storage.disk_ceiling, storage.share_of_ceiling)
             {
                 out.push_str(&format!(
-                    "disk       ceiling {:.1} MB/s ({} KiB O_DIRECT writes + fdatasync each, fdatasync p50 {} us p99 {} us); the broker wrote {:.2} of it\n",
+                    "disk       ceiling {:.1} MB/s ({} KiB O_DIRECT writes + fdatasync each, into blocks written before, fdatasync p50 {} us p99 {} us); the broker wrote {:.2} of it\n",
                     ceiling.mb_per_s,
                     ceiling.write_bytes / 1024,
+                    ceiling.fdatasync_p50_us,
+                    ceiling.fdatasync_p99_us,
+                    share
+                ));
+            }
+            if let (Some(ceiling), Some(share)) = (
+                &storage.disk_ceiling_fallocated,
+                storage.share_of_fallocated_ceiling,
+            ) {
+                out.push_str(&format!(
+                    "           into fallocated blocks never written (a new segment's): {:.1} MB/s (fdatasync p50 {} us p99 {} us); the broker wrote {:.2} of it\n",
+                    ceiling.mb_per_s,
                     ceiling.fdatasync_p50_us,
                     ceiling.fdatasync_p99_us,
                     share

@@ -175,6 +175,25 @@ fn the_disk_probe_measures_beside_busy_threads_and_cleans_up() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 
+    // Into fallocated blocks: each written once, the files gone afterwards.
+    let fallocated = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["disk-probe", "--duration", "1s", "--write-bytes", "64k"])
+        .args(["--fallocated", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&fallocated.stdout);
+    assert!(
+        fallocated.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&fallocated.stderr)
+    );
+    assert!(
+        stdout.contains("of 64 KiB + fdatasync into fallocated blocks"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["disk-probe", "--duration", "0s", "--dir"])
         .arg(dir.path())

@@ -243,7 +243,23 @@ fn the_cli_writes_its_result_and_exits_by_the_verdict() {
     assert!(storage["disk_ceiling"]["mb_per_s"].as_f64().unwrap() > 0.0);
     assert!(storage["disk_ceiling"]["writes"].as_u64().unwrap() > 0);
     assert!(storage["share_of_ceiling"].as_f64().unwrap() > 0.0);
+    assert_eq!(storage["disk_ceiling"]["space"], "written");
+    // ... and into fallocated blocks never written, as a new segment's.
+    assert_eq!(storage["disk_ceiling_fallocated"]["space"], "fallocated");
+    assert!(
+        storage["disk_ceiling_fallocated"]["writes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(storage["share_of_fallocated_ceiling"].as_f64().unwrap() > 0.0);
     assert!(stdout.contains("disk       ceiling"), "{stdout}");
+    assert!(
+        stdout.contains("into fallocated blocks never written"),
+        "{stdout}"
+    );
+    // Every segment the run rolled to is counted (with 1 GiB segments, none is recycled).
+    assert_eq!(storage["segments_recycled"], 0, "{storage}");
     let svg = std::fs::read_to_string(out.path().join("ok.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("records per second"));
     // An impossible bound: FAIL, exit status 1, and the result still written.
@@ -331,4 +347,83 @@ fn compare_writes_one_row_per_broker_the_ratios_and_the_notes() {
     assert_eq!(ratio[7], "- / -");
     assert_eq!(local_row[8], "all delivered once, in order");
     broker.shutdown();
+}
+
+/// A run that reaches a long-running broker's steady state: with small segments, a small
+/// `retention.bytes` and frequent retention checks, the embedded broker deletes segments
+/// while the run goes on and rolls into the recycled files; every acknowledged record
+/// still comes back once and in order (consumers read at the tail, inside the retention),
+/// and the result counts the rolls and how many went into recycled files.
+#[test]
+fn a_run_with_small_segments_and_retention_rolls_into_recycled_files() {
+    let out = tempfile::tempdir().unwrap();
+    let ran = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            "--rate",
+            "50000",
+            "--duration",
+            "5s",
+            "--warmup",
+            "1s",
+        ])
+        .args(["--partitions", "2", "--p99-target-ms", "60000", "--quiet"])
+        .args([
+            "--broker-segment-bytes",
+            "1m",
+            "--broker-retention-bytes",
+            "6m",
+        ])
+        .args(["--broker-retention-check-ms", "100", "--name", "steady"])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("steady.json")).unwrap()).unwrap();
+    assert!(
+        json["checks"]["missing"] == 0
+            && json["checks"]["repeated"] == 0
+            && json["checks"]["out_of_order"] == 0
+            && json["checks"]["errors"]
+                .as_array()
+                .is_some_and(Vec::is_empty),
+        "{}\n{stdout}",
+        json["checks"]
+    );
+    assert_eq!(json["checks"]["checked"], true);
+    let settings = &json["broker"]["settings"];
+    for (name, value) in [
+        ("segment_bytes", "1048576"),
+        ("retention_bytes", "6291456"),
+        ("retention_check_ms", "100"),
+    ] {
+        assert!(
+            settings
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!([name, value])),
+            "{name}: {settings}"
+        );
+    }
+    // 2.5 MB/s into each of 2 partitions of 1 MiB segments: about 25 rolls in the 5 s
+    // window; retention (6 MiB) starts deleting after ~2.5 s and recycles into the pool.
+    let storage = &json["storage"];
+    let rolled = storage["segments_rolled"].as_u64().unwrap();
+    let recycled = storage["segments_recycled"].as_u64().unwrap();
+    assert!(rolled >= 10, "{storage}");
+    assert!(recycled > 0 && recycled <= rolled, "{storage}");
+    assert!(stdout.contains("segments   "), "{stdout}");
+
+    // A setting the broker refuses is a settings error, before anything runs.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "--duration", "1s", "--broker-segment-bytes", "8"])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("segment.bytes 8"), "{stderr}");
 }

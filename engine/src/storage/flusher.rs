@@ -558,6 +558,7 @@ pub(super) async fn prepare_segment(weak: Weak<Inner>) {
     let config = inner.config.borrow().clone();
     let paths = SegmentPaths::for_stem(&inner.dir, PREPARED_STEM);
     let reuse = inner.state.borrow_mut().recycled.pop();
+    let recycled = reuse.is_some();
     let result = async {
         if let Some(recycled) = &reuse {
             inner
@@ -596,6 +597,7 @@ pub(super) async fn prepare_segment(weak: Weak<Inner>) {
             paths: paths.clone(),
             files,
             allocated_bytes,
+            recycled,
         })
     }
     .await;

@@ -25,6 +25,8 @@ pub(super) struct PreparedSegment {
     pub paths: SegmentPaths,
     pub files: SegmentFiles,
     pub allocated_bytes: u64,
+    /// The log file is a recycled segment's (blocks written before).
+    pub recycled: bool,
 }
 
 pub(super) struct State {

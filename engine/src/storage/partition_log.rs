@@ -333,6 +333,7 @@ impl PartitionLog {
         };
         let now_ms = self.inner.clock.now_ms();
         let paths = SegmentPaths::for_base(&self.inner.dir, base_offset);
+        let recycled = prepared.as_ref().is_some_and(|prepared| prepared.recycled);
         let segment = match prepared {
             Some(prepared) => {
                 let mut segment =
@@ -347,6 +348,12 @@ impl PartitionLog {
         state.rolling = false;
         self.inner.progress.notify_waiters();
         let segment = segment?;
+        super::stats::count(|cells| {
+            cells.segments_rolled.fetch_add(1, Ordering::Relaxed);
+            cells
+                .segments_recycled
+                .fetch_add(u64::from(recycled), Ordering::Relaxed);
+        });
         tracing::debug!(dir = %self.inner.dir.display(), base_offset, "rolled to a new segment");
         state.segments.insert(base_offset, segment);
         state.open_bases.push(base_offset);

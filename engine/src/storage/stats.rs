@@ -34,6 +34,11 @@ pub struct StorageCells {
     /// Reads of a partition's records that went to its segment files, and their bytes.
     pub disk_reads: AtomicU64,
     pub disk_read_bytes: AtomicU64,
+    /// Segments a log rolled to, and of those, the ones whose log file was a segment
+    /// recycled by retention (its blocks written before: appends into it need no
+    /// unwritten-extent conversion).
+    pub segments_rolled: AtomicU64,
+    pub segments_recycled: AtomicU64,
     /// Bytes the thread's tail caches hold now (a cache filled on one thread and dropped
     /// on another moves bytes between cells; the sum is right).
     pub tail_cache_bytes: AtomicI64,
@@ -91,6 +96,8 @@ pub struct StorageTotals {
     pub cache_reads: u64,
     pub disk_reads: u64,
     pub disk_read_bytes: u64,
+    pub segments_rolled: u64,
+    pub segments_recycled: u64,
 }
 
 impl StorageTotals {
@@ -131,6 +138,8 @@ impl StorageTotals {
             cache_reads: d(self.cache_reads, earlier.cache_reads),
             disk_reads: d(self.disk_reads, earlier.disk_reads),
             disk_read_bytes: d(self.disk_read_bytes, earlier.disk_read_bytes),
+            segments_rolled: d(self.segments_rolled, earlier.segments_rolled),
+            segments_recycled: d(self.segments_recycled, earlier.segments_recycled),
         }
     }
 }
@@ -154,6 +163,8 @@ pub fn totals() -> StorageTotals {
         cache_reads: folded.cache_reads.load(Ordering::Relaxed),
         disk_reads: folded.disk_reads.load(Ordering::Relaxed),
         disk_read_bytes: folded.disk_read_bytes.load(Ordering::Relaxed),
+        segments_rolled: folded.segments_rolled.load(Ordering::Relaxed),
+        segments_recycled: folded.segments_recycled.load(Ordering::Relaxed),
     }
 }
 
@@ -175,6 +186,8 @@ fn fold() -> StorageCells {
             (&folded.cache_reads, &cells.cache_reads),
             (&folded.disk_reads, &cells.disk_reads),
             (&folded.disk_read_bytes, &cells.disk_read_bytes),
+            (&folded.segments_rolled, &cells.segments_rolled),
+            (&folded.segments_recycled, &cells.segments_recycled),
         ] {
             sum.fetch_add(part.load(Ordering::Relaxed), Ordering::Relaxed);
         }
@@ -209,6 +222,11 @@ pub fn render(out: &mut String) {
         ("ringlog_log_cache_reads_total", &folded.cache_reads),
         ("ringlog_log_disk_reads_total", &folded.disk_reads),
         ("ringlog_log_disk_read_bytes_total", &folded.disk_read_bytes),
+        ("ringlog_log_segments_rolled_total", &folded.segments_rolled),
+        (
+            "ringlog_log_segments_recycled_total",
+            &folded.segments_recycled,
+        ),
     ] {
         let _ = writeln!(out, "# TYPE {name} counter");
         let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
