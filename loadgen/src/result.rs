@@ -253,20 +253,23 @@ impl BrokerStorage {
         }
     }
 
-    /// The ceilings into written and into fallocated blocks.
+    /// The ceilings into written and (when it could be measured) into fallocated blocks.
     pub fn set_ceiling(
         &mut self,
         ceiling: crate::disk::DiskCeiling,
-        fallocated: crate::disk::DiskCeiling,
+        fallocated: Option<crate::disk::DiskCeiling>,
     ) {
-        let share = |ceiling: &crate::disk::DiskCeiling| {
-            (ceiling.mb_per_s > 0.0).then(|| self.write_mb_per_s / ceiling.mb_per_s)
-        };
-        self.share_of_ceiling = share(&ceiling);
-        self.share_of_fallocated_ceiling = share(&fallocated);
+        let written = self.write_mb_per_s;
+        self.share_of_ceiling = share_of(written, &ceiling);
+        self.share_of_fallocated_ceiling = fallocated.as_ref().and_then(|c| share_of(written, c));
         self.disk_ceiling = Some(ceiling);
-        self.disk_ceiling_fallocated = Some(fallocated);
+        self.disk_ceiling_fallocated = fallocated;
     }
+}
+
+/// `write_mb_per_s` over a ceiling's MB/s (none for a ceiling of nothing).
+fn share_of(write_mb_per_s: f64, ceiling: &crate::disk::DiskCeiling) -> Option<f64> {
+    (ceiling.mb_per_s > 0.0).then(|| write_mb_per_s / ceiling.mb_per_s)
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
