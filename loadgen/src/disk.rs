@@ -26,6 +26,9 @@ const PROBE_FILE_BYTES: usize = 512 * 1024 * 1024;
 /// Size of the probe's files when they are fallocated: each block is written once, so the
 /// probe stops at their end (a few seconds at the speeds of this kind of disk).
 const FALLOCATED_FILE_BYTES: usize = 4 * 1024 * 1024 * 1024;
+/// How long the timed part of a run's ceiling measurement takes.
+const PROBE_DURATION: Duration = Duration::from_secs(3);
+use engine::storage::stats::SLOW_FSYNC_US as SLOW_FDATASYNC_US;
 
 /// The state of the blocks the probe writes into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,9 +40,15 @@ pub enum Space {
     /// preallocation.
     Fallocated,
 }
-/// How long the timed part of a run's ceiling measurement takes.
-const PROBE_DURATION: Duration = Duration::from_secs(3);
-use engine::storage::stats::SLOW_FSYNC_US as SLOW_FDATASYNC_US;
+
+impl Space {
+    pub fn name(self) -> &'static str {
+        match self {
+            Space::Written => "written",
+            Space::Fallocated => "fallocated",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DiskCeiling {

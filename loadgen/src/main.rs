@@ -624,10 +624,7 @@ fn disk_probe(
         dir.display(),
         probe.writes,
         probe.write_bytes / 1024,
-        match probe.space {
-            loadgen::disk::Space::Written => "written",
-            loadgen::disk::Space::Fallocated => "fallocated",
-        },
+        probe.space.name(),
         probe.seconds,
         probe.files,
         probe.busy_threads,
