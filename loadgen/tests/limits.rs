@@ -143,12 +143,25 @@ fn a_run_on_a_busy_machine_completes_with_nothing_missing() {
 #[test]
 fn the_disk_probe_measures_beside_busy_threads_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
-    let probe = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["disk-probe", "--duration", "1s", "--write-bytes", "16k"])
-        .args(["--busy-threads", "1", "--files", "2", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .arg("disk-probe")
+            .args(args)
+            .arg("--dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let probe = run(&[
+        "--duration",
+        "1s",
+        "--write-bytes",
+        "16k",
+        "--busy-threads",
+        "1",
+        "--files",
+        "2",
+    ]);
     let stdout = String::from_utf8_lossy(&probe.stdout);
     assert!(
         probe.status.success(),
@@ -176,12 +189,7 @@ fn the_disk_probe_measures_beside_busy_threads_and_cleans_up() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 
     // Into fallocated blocks: each written once, the files gone afterwards.
-    let fallocated = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["disk-probe", "--duration", "1s", "--write-bytes", "64k"])
-        .args(["--fallocated", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let fallocated = run(&["--duration", "1s", "--write-bytes", "64k", "--fallocated"]);
     let stdout = String::from_utf8_lossy(&fallocated.stdout);
     assert!(
         fallocated.status.success(),
@@ -194,11 +202,7 @@ fn the_disk_probe_measures_beside_busy_threads_and_cleans_up() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["disk-probe", "--duration", "0s", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let refused = run(&["--duration", "0s"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--duration must be above zero"));
 }
