@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use engine::storage::{Ack, Clock, FlushPolicy, LogConfig, StorageError};
+use engine::storage::{Ack, Clock, FlushPolicy, LogConfig, PartitionLog, StorageError};
 use protocol::record_batch::BatchHeader;
 use protocol::records::Records;
 use protocol::ErrorCode;
@@ -449,8 +449,32 @@ fn records_read_back_with_keys_values_and_timestamps() {
     });
 }
 
+/// Reads the log from its start: exactly the appended batches from there on.
+async fn assert_kept_from_log_start(log: &PartitionLog, expected: &[(i64, Vec<u8>)], place: Place) {
+    let kept: Vec<_> = expected
+        .iter()
+        .filter(|(base, _)| *base >= log.log_start_offset())
+        .cloned()
+        .collect();
+    assert_eq!(read_everything(log).await, kept, "{place:?}");
+}
+
 #[test]
 fn retention_recycles_segment_files_and_new_segments_reuse_them() {
+    recycling_run(true);
+}
+
+/// Without any retention check, a log over `retention.bytes` deletes its oldest segments
+/// as it prepares the next one, and the next one reuses a deleted one's file.
+#[test]
+fn size_retention_runs_before_each_roll_without_a_retention_check() {
+    recycling_run(false);
+}
+
+/// Appends 1,000 records into 8 kB segments under a 16 kB `retention.bytes`, with or
+/// without a retention check every 10 batches: the log stays bounded, the recycle pool too,
+/// and everything from the log start reads back, also after a reopen.
+fn recycling_run(check_retention: bool) {
     for_every_place(|env| {
         let config = LogConfig {
             segment_bytes: 8_000,
@@ -462,43 +486,41 @@ fn retention_recycles_segment_files_and_new_segments_reuse_them() {
         env.run(async {
             let log = env.open(config.clone(), Clock::system()).await;
             let mut next = 0;
+            let mut largest = 0;
             for tag in 0..200u64 {
                 let original = batch(tag, 5, 100, T0 + tag as i64);
                 append_durable(&log, &original).await;
                 expected.push((next, stored(&original, next)));
                 next += 5;
-                if tag % 10 == 9 {
+                largest = largest.max(log.size_bytes());
+                if check_retention && tag % 10 == 9 {
                     log.apply_retention().await.unwrap();
-                    let recycled = env
-                        .file_names()
-                        .iter()
-                        .filter(|name| name.starts_with("recycled-"))
-                        .count();
-                    assert!(recycled <= 2, "{:?}: the pool is bounded", env.place);
                 }
+                let recycled = env
+                    .file_names()
+                    .iter()
+                    .filter(|name| name.starts_with("recycled-"))
+                    .count();
+                assert!(recycled <= 2, "{:?}: the pool is bounded", env.place);
             }
-            let kept: Vec<_> = expected
-                .iter()
-                .filter(|(base, _)| *base >= log.log_start_offset())
-                .cloned()
-                .collect();
+            // The limit, the active segment, and the one sealed while the next was prepared.
+            assert!(
+                largest <= 16_000 + 2 * 8_000 + 2_000,
+                "{:?}: the log grew to {largest} bytes",
+                env.place
+            );
             assert!(
                 log.log_start_offset() > 500,
                 "{:?}: retention ran",
                 env.place
             );
-            assert_eq!(read_everything(&log).await, kept);
+            assert_kept_from_log_start(&log, &expected, env.place).await;
             log.close().await.unwrap();
         });
         // Recycled files still hold stale batches; a reopen must not take them for data.
         env.run(async {
             let log = env.open(config.clone(), Clock::system()).await;
-            let kept: Vec<_> = expected
-                .iter()
-                .filter(|(base, _)| *base >= log.log_start_offset())
-                .cloned()
-                .collect();
-            assert_eq!(read_everything(&log).await, kept, "{:?}", env.place);
+            assert_kept_from_log_start(&log, &expected, env.place).await;
             assert_eq!(log.log_end_offset(), 1000);
             log.close().await.unwrap();
         });

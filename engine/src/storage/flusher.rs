@@ -24,6 +24,7 @@ use super::config::{FlushPolicy, LogConfig, Preallocation};
 use super::error::StorageError;
 use super::log_state::{PreparedSegment, State};
 use super::partition_log::{frontier, Inner};
+use super::retention::{segments_to_delete, SegmentFacts};
 use super::segment::{
     self, IndexWrite, SegmentFiles, SegmentIndexes, SegmentPaths, PREPARED_STEM, RECYCLED_PREFIX,
 };
@@ -557,6 +558,15 @@ pub(super) async fn prepare_segment(weak: Weak<Inner>) {
     let Some(inner) = weak.upgrade() else { return };
     let config = inner.config.borrow().clone();
     let paths = SegmentPaths::for_stem(&inner.dir, PREPARED_STEM);
+    // A log over `retention.bytes` gives up its oldest segments now rather than at the next
+    // retention check, so that the segment being prepared reuses a deleted one's written
+    // blocks: at a high rate a check every few minutes deletes many more segments than the
+    // pool keeps, and appends into fallocated blocks cost their syncs an extent conversion.
+    if inner.state.borrow().recycled.is_empty() {
+        if let Err(error) = apply_size_retention(&inner, &config).await {
+            tracing::warn!(%error, "size retention before a roll failed; the retention check retries");
+        }
+    }
     let reuse = inner.state.borrow_mut().recycled.pop();
     let recycled = reuse.is_some();
     let result = async {
@@ -624,6 +634,30 @@ pub(super) async fn prepare_segment(weak: Weak<Inner>) {
         if let Err(error) = delete_segment_files(&inner, &prepared.paths).await {
             tracing::warn!(%error, "could not remove a segment prepared during close; the next start removes it");
         }
+    }
+}
+
+/// Deletes the oldest closed segments the log no longer needs to stay within
+/// `retention.bytes` (nothing without it); returns how many.
+async fn apply_size_retention(
+    inner: &Rc<Inner>,
+    config: &LogConfig,
+) -> Result<usize, StorageError> {
+    let Some(retention_bytes) = config.retention_bytes else {
+        return Ok(0);
+    };
+    let (bases, facts): (Vec<i64>, Vec<SegmentFacts>) = {
+        let state = inner.state.borrow();
+        state.check_usable()?;
+        state
+            .segments
+            .values()
+            .map(|segment| (segment.base_offset, segment.retention_facts()))
+            .unzip()
+    };
+    match segments_to_delete(&facts, None, Some(retention_bytes), 0) {
+        0 => Ok(0),
+        count => delete_segments_below(inner, bases[count]).await,
     }
 }
 
@@ -757,11 +791,14 @@ pub(super) async fn truncate(inner: &Rc<Inner>, offset: i64) -> Result<i64, Stor
     Ok(new_end)
 }
 
-/// Deletes up to `count` of the oldest segments, stopping at the first one still open.
-/// Their log files are kept for reuse while the recycle pool has room.
-pub(super) async fn delete_oldest_segments(
+/// Deletes the oldest segments up to (not including) the one based at `first_kept`,
+/// stopping at the first one still open; a bound rather than a count, so that two
+/// deletions decided on the same state (the retention check and the one before a roll)
+/// never remove more than either meant to. Their log files are kept for reuse while the
+/// recycle pool has room.
+pub(super) async fn delete_segments_below(
     inner: &Rc<Inner>,
-    count: usize,
+    first_kept: i64,
 ) -> Result<usize, StorageError> {
     let recycle_max = inner.config.borrow().recycle_segments_max;
     let (removed, pooled) = {
@@ -769,8 +806,7 @@ pub(super) async fn delete_oldest_segments(
         let bases: Vec<i64> = state
             .segments
             .values()
-            .take(count)
-            .take_while(|segment| segment.is_sealed())
+            .take_while(|segment| segment.base_offset < first_kept && segment.is_sealed())
             .map(|segment| segment.base_offset)
             .collect();
         let removed: Vec<_> = bases

@@ -688,11 +688,7 @@ impl PartitionLog {
                 .segments
                 .values()
                 .map(|segment| {
-                    let facts = SegmentFacts {
-                        size_bytes: segment.size_bytes(),
-                        max_timestamp: segment.max_timestamp(),
-                        modified_ms: 0,
-                    };
+                    let facts = segment.retention_facts();
                     (segment.base_offset, facts, segment.files.reader.clone())
                 })
                 .collect()
@@ -716,7 +712,10 @@ impl PartitionLog {
             .windows(2)
             .take_while(|pair| pair[1].0 <= log_start_offset)
             .count();
-        flusher::delete_oldest_segments(&self.inner, by_policy.max(below_start)).await
+        match by_policy.max(below_start) {
+            0 => Ok(0),
+            count => flusher::delete_segments_below(&self.inner, sealed[count].0).await,
+        }
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (at most the high
@@ -762,7 +761,7 @@ impl PartitionLog {
         if count == 0 {
             return Ok(0);
         }
-        flusher::delete_oldest_segments(&self.inner, count).await
+        flusher::delete_segments_below(&self.inner, bases[count]).await
     }
 
     /// Flushes everything, writes the indexes, and stops the flusher.

@@ -19,6 +19,7 @@ use protocol::record_batch::{self, BatchHeader, HEADER_BYTES, MAX_BATCH_BYTES};
 use super::config::{LogConfig, Preallocation, WriteMode};
 use super::error::StorageError;
 use super::offset_index::{IndexEntry, OffsetIndex, INDEX_ENTRY_BYTES};
+use super::retention::SegmentFacts;
 use super::time_index::{TimeEntry, TimeIndex, TIME_ENTRY_BYTES};
 use super::write_buffer::{PendingWrite, WriteBuffer};
 use crate::io::{aligned::round_up, AlignedBuf, Disk, File, OpenOptions, BLOCK_BYTES};
@@ -295,6 +296,16 @@ impl Segment {
 
     pub fn size_bytes(&self) -> u64 {
         self.appended.bytes
+    }
+
+    /// What retention decides on; the file's modification time is looked up only when the
+    /// timestamps cannot be trusted.
+    pub fn retention_facts(&self) -> SegmentFacts {
+        SegmentFacts {
+            size_bytes: self.size_bytes(),
+            max_timestamp: self.max_timestamp(),
+            modified_ms: 0,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
