@@ -89,19 +89,12 @@ pub(super) async fn run(weak: Weak<Inner>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let config = inner.config.borrow().clone();
-        // With rounds shared by the shard's logs, wait for the next round before taking the
-        // job, so whatever arrives meanwhile rides along.
-        let member = match &inner.rounds {
-            Some(rounds) if has_data_pending(&inner.state.borrow()) => Some(rounds.enter().await),
-            _ => None,
-        };
         let job = take_job(&mut inner.state.borrow_mut(), inner.flush_policy());
         match job {
             Some(job) => {
                 let synced = job.synced_bases();
                 let result = execute(&inner, job, &config).await;
                 complete_sync(&mut inner.state.borrow_mut(), result, &synced);
-                drop(member);
                 inner.progress.notify_waiters();
                 if let Some(data) = inner.data_notify.borrow().as_ref() {
                     data.notify_waiters();
@@ -112,7 +105,6 @@ pub(super) async fn run(weak: Weak<Inner>) {
                 }
             }
             None => {
-                drop(member);
                 if inner.shutdown.get() {
                     return;
                 }
@@ -130,17 +122,6 @@ pub(super) async fn run(weak: Weak<Inner>) {
             }
         }
     }
-}
-
-/// Appended bytes not yet handed to a write.
-fn has_data_pending(state: &State) -> bool {
-    state.failure.is_none()
-        && state.open_bases.iter().any(|base| {
-            state.segments[base]
-                .write
-                .as_ref()
-                .is_some_and(|write| write.has_pending())
-        })
 }
 
 fn take_job(state: &mut State, policy: FlushPolicy) -> Option<FlushJob> {

@@ -20,7 +20,6 @@ pub mod offset_index;
 pub mod partition_log;
 pub mod recovery;
 pub mod retention;
-mod rounds;
 pub mod segment;
 pub mod stats;
 pub mod tail_cache;

@@ -127,8 +127,6 @@ pub(super) struct Inner {
     pub shutdown: Cell<bool>,
     /// Told whenever the high watermark may have moved (long-polling fetches wait on it).
     pub data_notify: RefCell<Option<Rc<Notify>>>,
-    /// Durability rounds shared with the other logs of this thread, if any.
-    pub rounds: Option<Rc<super::rounds::DurabilityRounds>>,
     /// Held while the stored log start offset is replaced, so that stores land in order.
     pub log_start_store: tokio::sync::Mutex<()>,
     /// The log is a follower replica's: its writes are synced on demand only, whatever the
@@ -214,7 +212,6 @@ impl PartitionLog {
             progress: Rc::new(Notify::new()),
             shutdown: Cell::new(false),
             data_notify: RefCell::new(None),
-            rounds: super::rounds::for_this_thread(),
             log_start_store: tokio::sync::Mutex::new(()),
             follower: Cell::new(false),
         });
