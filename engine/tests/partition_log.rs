@@ -503,9 +503,11 @@ fn recycling_run(check_retention: bool) {
                     .count();
                 assert!(recycled <= 2, "{:?}: the pool is bounded", env.place);
             }
-            // The limit, the active segment, and the one sealed while the next was prepared.
+            // The limit and a few segments: the deletion runs as the next segment is prepared
+            // in the background, which on a loaded machine can fall a roll or two behind the
+            // appends (41.6 kB seen once). Without it the log would hold all ~134 kB.
             assert!(
-                largest <= 16_000 + 2 * 8_000 + 2_000,
+                largest <= 16_000 + 5 * 8_000,
                 "{:?}: the log grew to {largest} bytes",
                 env.place
             );

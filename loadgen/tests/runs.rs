@@ -352,9 +352,9 @@ fn compare_writes_one_row_per_broker_the_ratios_and_the_notes() {
 /// A run that reaches a long-running broker's steady state: with small segments and a small
 /// `retention.bytes`, the embedded broker deletes segments while the run goes on (as it
 /// prepares each next segment: no retention check falls inside the run) and rolls into the
-/// recycled files; every acknowledged record
-/// still comes back once and in order (consumers read at the tail, inside the retention),
-/// and the result counts the rolls and how many went into recycled files.
+/// recycled files; every acknowledged record still comes back once and in order (consumers
+/// read at the tail, inside the retention), and the result counts the rolls and how many
+/// went into recycled files.
 #[test]
 fn a_run_with_small_segments_and_retention_rolls_into_recycled_files() {
     let out = tempfile::tempdir().unwrap();

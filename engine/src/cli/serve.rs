@@ -82,6 +82,7 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGLOG_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// Seconds between retention checks (log.retention.check.interval.ms / 1000) [default: 300].
+    /// `retention.bytes` is also applied whenever a partition prepares its next segment.
     #[arg(long)]
     pub retention_check_secs: Option<u64>,
     /// Shortest session timeout a group member may ask for (group.min.session.timeout.ms)
