@@ -657,16 +657,34 @@ pub async fn read_batches(
             "batch is shorter than its header says".into(),
         ));
     }
-    let mut cut = first.total_bytes();
-    while let Ok(header) = BatchHeader::parse(&data[cut..]) {
-        if cut + header.total_bytes() > data.len() {
-            break;
-        }
-        cut += header.total_bytes();
+    // Retention may have deleted the segment since the scan and its file been recycled for
+    // new batches: only what continues the scanned batch is served, nothing if that is gone
+    // (the next fetch then finds its offset below the log start).
+    let cut = continuing_batches(&data, &first);
+    if cut == 0 {
+        return Ok(None);
     }
     let mut data = data;
     data.truncate(cut);
     Ok(Some(Bytes::from(data)))
+}
+
+/// How many bytes at the front of `data` are whole batches that begin with `first` and
+/// continue it offset after offset; 0 when `data` does not begin with `first`.
+fn continuing_batches(data: &[u8], first: &BatchHeader) -> usize {
+    if BatchHeader::parse(data).ok().as_ref() != Some(first) {
+        return 0;
+    }
+    let mut cut = first.total_bytes();
+    let mut next_offset = first.last_offset() + 1;
+    while let Ok(header) = BatchHeader::parse(&data[cut..]) {
+        if header.base_offset != next_offset || cut + header.total_bytes() > data.len() {
+            break;
+        }
+        cut += header.total_bytes();
+        next_offset = header.last_offset() + 1;
+    }
+    cut
 }
 
 async fn read(file: &File, len: usize, position: u64) -> Result<Vec<u8>, StorageError> {
@@ -678,6 +696,43 @@ async fn read(file: &File, len: usize, position: u64) -> Result<Vec<u8>, Storage
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch header without records: `base_offset` and `last_offset_delta` as given.
+    fn empty_batch(base_offset: i64, last_offset_delta: i32) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(HEADER_BYTES);
+        bytes.extend_from_slice(&base_offset.to_be_bytes());
+        bytes.extend_from_slice(&((HEADER_BYTES - 12) as i32).to_be_bytes());
+        bytes.extend_from_slice(&0i32.to_be_bytes());
+        bytes.push(2);
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        bytes.extend_from_slice(&0i16.to_be_bytes());
+        bytes.extend_from_slice(&last_offset_delta.to_be_bytes());
+        bytes.extend_from_slice(&[0; 8 + 8 + 8 + 2 + 4 + 4]);
+        bytes
+    }
+
+    #[test]
+    fn a_read_serves_only_batches_that_continue_the_scanned_one() {
+        let data = [
+            empty_batch(0, 2),
+            empty_batch(3, 0),
+            empty_batch(4, 5),
+            // A batch of the data a recycled file took in after the scan.
+            empty_batch(9_000, 0),
+            empty_batch(10, 0),
+        ]
+        .concat();
+        let first = BatchHeader::parse(&data).unwrap();
+        assert_eq!(continuing_batches(&data, &first), 3 * HEADER_BYTES);
+        // The file no longer begins with the scanned batch: nothing is served.
+        let recycled = [empty_batch(9_000, 0), empty_batch(9_001, 0)].concat();
+        assert_eq!(continuing_batches(&recycled, &first), 0);
+        // A batch cut short by the read's length ends what is served.
+        assert_eq!(
+            continuing_batches(&data[..2 * HEADER_BYTES + 10], &first),
+            2 * HEADER_BYTES
+        );
+    }
 
     #[test]
     fn file_names_carry_twenty_digit_offsets() {
