@@ -59,6 +59,28 @@ bytes() { # "64k", "1m", "65536" -> bytes
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+# A free port whose successor is free too: Kafka's controller listens on PORT+1 (once it was
+# taken, by another socket's ephemeral port, and Kafka did not start).
+free_port_pair() {
+    python3 -c '
+import socket
+for _ in range(100):
+    first, second = socket.socket(), socket.socket()
+    try:
+        first.bind(("127.0.0.1", 0))
+        port = first.getsockname()[1]
+        second.bind(("127.0.0.1", port + 1))
+        print(port)
+        break
+    except OSError:
+        pass
+    finally:
+        first.close()
+        second.close()
+else:
+    raise SystemExit("no two adjacent free ports on 127.0.0.1")
+'
+}
 
 # Seconds of quiet before the first broker starts, after a sync: ext4 keeps freeing the
 # blocks of a previous run's deleted files (gigabytes) for a while, and fsyncs meanwhile
@@ -121,7 +143,7 @@ pids+=("$ringlog_pid")
 wait_port "$ringlog_port" || fail "ringlog did not listen on $ringlog_port: $(tail -5 "$work/ringlog.log")"
 echo "ringlog on 127.0.0.1:$ringlog_port (pid $ringlog_pid)"
 
-kafka_port=$(free_port)
+kafka_port=$(free_port_pair)
 kafka_props() { "$tools" properties "$kafka_port" "$1" "$kafka_mode"; }
 if [ -n "${KAFKA_HOME:-}" ] && [ -x "$KAFKA_HOME/bin/kafka-server-start.sh" ]; then
     kafka_props "$work/kafka-logs" > "$work/kafka.properties"
